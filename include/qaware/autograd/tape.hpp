@@ -1,0 +1,284 @@
+#pragma once
+// The autograd tape: Param, Tape and Var.
+//
+// A Tape records one node per op, in creation order. tape.backward(loss)
+// walks the nodes from the loss back to the first, calling each node's
+// backward with its output gradient; there is no sorting, because creation
+// order is already a topological order.
+//
+// Contracts (DESIGN.md, "Autograd tape"):
+// - Backward functions accumulate (+=) into gradients that start at zero, so
+//   fan-out and residual connections are right by construction.
+// - A node requires a gradient when any of its inputs does; nodes that do not
+//   keep no backward closure, and ops skip input gradients nobody needs.
+// - Params (value + grad) outlive the tape. tape.param(p) puts p on the tape
+//   without copying: its gradient accumulates straight into p.grad().
+// - The tape is cleared after every step (tape.clear()); a Param must not be
+//   moved or destroyed while a tape that references it is still in use.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qaware/core/error.hpp"
+#include "qaware/core/tensor.hpp"
+
+namespace qaware {
+
+template <typename Scalar>
+class Tape;
+
+// A trainable tensor with its gradient. The gradient is allocated, zeroed,
+// with the value.
+template <typename Scalar>
+class Param {
+ public:
+  Param() = default;
+  explicit Param(Shape shape) : value_(DynTensor<Scalar>::zeros(shape)), grad_(DynTensor<Scalar>::zeros(shape)) {}
+  explicit Param(DynTensor<Scalar> value)
+      : value_(std::move(value)), grad_(DynTensor<Scalar>::zeros(value_.shape())) {}
+  template <int Rank>
+  explicit Param(const Tensor<Scalar, Rank>& value) : Param(DynTensor<Scalar>::from(value)) {}
+
+  DynTensor<Scalar>& value() { return value_; }
+  const DynTensor<Scalar>& value() const { return value_; }
+  DynTensor<Scalar>& grad() { return grad_; }
+  const DynTensor<Scalar>& grad() const { return grad_; }
+  const Shape& shape() const { return value_.shape(); }
+  Index numel() const { return value_.numel(); }
+
+  // Replace the value (same shape; used by loaders and tests).
+  void assign(const DynTensor<Scalar>& v) {
+    QAWARE_CHECK(v.shape() == shape(), "Param::assign: shape ", v.shape().str(), " does not match ",
+                 shape().str());
+    value_ = v;
+  }
+
+  // A frozen Param still enters the tape but receives no gradient.
+  bool requires_grad() const { return requires_grad_; }
+  void set_requires_grad(bool on) { requires_grad_ = on; }
+
+  void zero_grad() { grad_.set_zero(); }
+
+ private:
+  DynTensor<Scalar> value_;
+  DynTensor<Scalar> grad_;
+  bool requires_grad_ = true;
+};
+
+// A cheap handle to a node on a tape.
+template <typename Scalar>
+class Var {
+ public:
+  Var() = default;
+  Var(Tape<Scalar>* tape, std::int32_t id) : tape_(tape), id_(id) {}
+
+  bool valid() const { return tape_ != nullptr && id_ >= 0; }
+  Tape<Scalar>& tape() const {
+    QAWARE_CHECK(valid(), "Var: this handle is empty (default-constructed)");
+    return *tape_;
+  }
+  std::int32_t id() const { return id_; }
+
+  const DynTensor<Scalar>& value() const;
+  const Shape& shape() const { return value().shape(); }
+  Index numel() const { return value().numel(); }
+  int rank() const { return value().rank(); }
+  Index dim(int i) const { return value().dim(i); }
+  bool requires_grad() const;
+  // The value of a one-element Var.
+  Scalar item() const;
+  // Fixed-rank views / copies of the value.
+  template <int Rank>
+  ConstTensorMap<Scalar, Rank> view() const {
+    return value().template view<Rank>();
+  }
+  template <int Rank>
+  Tensor<Scalar, Rank> tensor() const {
+    return value().template to_tensor<Rank>();
+  }
+  // The gradient after backward (zeros if nothing flowed into it). Throws if
+  // this Var does not require a gradient.
+  const DynTensor<Scalar>& grad() const;
+
+ private:
+  Tape<Scalar>* tape_ = nullptr;
+  std::int32_t id_ = -1;
+};
+
+template <typename Scalar>
+class Tape {
+ public:
+  using VarT = Var<Scalar>;
+  // Called during backward with the node's output gradient. It must add (+=)
+  // into the gradients of the node's inputs that require one.
+  using BackwardFn = std::function<void(Tape& tape, const DynTensor<Scalar>& grad_out)>;
+
+  Tape() = default;
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // A value that needs no gradient (inputs, targets, masks).
+  VarT constant(DynTensor<Scalar> value) { return push(std::move(value), nullptr, nullptr, false, {}); }
+  template <int Rank>
+  VarT constant(const Tensor<Scalar, Rank>& value) {
+    return constant(DynTensor<Scalar>::from(value));
+  }
+  // A leaf whose gradient is kept on the tape (read it with var.grad()).
+  VarT leaf(DynTensor<Scalar> value, bool requires_grad = true) {
+    return push(std::move(value), nullptr, nullptr, requires_grad, {});
+  }
+  template <int Rank>
+  VarT leaf(const Tensor<Scalar, Rank>& value, bool requires_grad = true) {
+    return leaf(DynTensor<Scalar>::from(value), requires_grad);
+  }
+  // A Param: no copy; its gradient accumulates into p.grad().
+  VarT param(Param<Scalar>& p) {
+    return push(DynTensor<Scalar>(), &p.value(), &p.grad(), p.requires_grad(), {});
+  }
+
+  // Records an op's output. The node requires a gradient when any input
+  // does; only then is `backward` kept.
+  VarT record(DynTensor<Scalar> value, std::initializer_list<VarT> inputs, BackwardFn backward) {
+    bool needs = false;
+    for (const VarT& v : inputs) {
+      check_mine(v, "record");
+      needs = needs || nodes_[static_cast<std::size_t>(v.id())].requires_grad;
+    }
+    return push(std::move(value), nullptr, nullptr, needs, needs ? std::move(backward) : BackwardFn());
+  }
+  VarT record(DynTensor<Scalar> value, const std::vector<VarT>& inputs, BackwardFn backward) {
+    bool needs = false;
+    for (const VarT& v : inputs) {
+      check_mine(v, "record");
+      needs = needs || nodes_[static_cast<std::size_t>(v.id())].requires_grad;
+    }
+    return push(std::move(value), nullptr, nullptr, needs, needs ? std::move(backward) : BackwardFn());
+  }
+
+  const DynTensor<Scalar>& value(VarT v) const { return node(v).value(); }
+  bool requires_grad(VarT v) const { return node(v).requires_grad; }
+
+  // The gradient buffer of v, allocated (zeros) on first use. Backward
+  // functions add into it.
+  DynTensor<Scalar>& grad(VarT v) {
+    Node& n = node(v);
+    QAWARE_CHECK(n.requires_grad, "Tape::grad: node ", v.id(), " (shape ", n.value().shape().str(),
+                 ") does not require a gradient");
+    return n.grad_buffer();
+  }
+  // Whether a gradient has been accumulated into v yet.
+  bool has_grad(VarT v) const {
+    const Node& n = node(v);
+    return n.external_grad != nullptr || n.grad_allocated;
+  }
+
+  // Backpropagates from a one-element `loss` (seed 1).
+  void backward(VarT loss) {
+    QAWARE_CHECK(value(loss).numel() == 1, "Tape::backward: the loss must have one element, got shape ",
+                 value(loss).shape().str(), "; pass a seed gradient for other outputs");
+    DynTensor<Scalar> seed(value(loss).shape(), Scalar(1));
+    backward(loss, seed);
+  }
+  // Backpropagates from `out` with the given output gradient.
+  void backward(VarT out, const DynTensor<Scalar>& seed) {
+    Node& n = node(out);
+    QAWARE_CHECK(seed.shape() == n.value().shape(), "Tape::backward: seed shape ", seed.shape().str(),
+                 " does not match output shape ", n.value().shape().str());
+    QAWARE_CHECK(n.requires_grad, "Tape::backward: the output does not depend on anything that requires a gradient");
+    DynTensor<Scalar>& g = n.grad_buffer();
+    for (Index i = 0; i < g.numel(); ++i) g[i] += seed[i];
+    for (std::int32_t i = out.id(); i >= 0; --i) {
+      Node& cur = nodes_[static_cast<std::size_t>(i)];
+      if (!cur.backward || !cur.has_grad()) continue;
+      cur.backward(*this, cur.grad_buffer());
+    }
+  }
+
+  // Drops every node (values, gradients, closures). Params are untouched.
+  void clear() { nodes_.clear(); }
+  std::size_t size() const { return nodes_.size(); }
+
+ private:
+  struct Node {
+    DynTensor<Scalar> own_value;
+    DynTensor<Scalar> own_grad;
+    const DynTensor<Scalar>* external_value = nullptr;  // a Param's value
+    DynTensor<Scalar>* external_grad = nullptr;         // a Param's grad
+    bool requires_grad = false;
+    bool grad_allocated = false;
+    BackwardFn backward;
+
+    const DynTensor<Scalar>& value() const { return external_value ? *external_value : own_value; }
+    bool has_grad() const { return external_grad != nullptr || grad_allocated; }
+    DynTensor<Scalar>& grad_buffer() {
+      if (external_grad) return *external_grad;
+      if (!grad_allocated) {
+        own_grad = DynTensor<Scalar>::zeros(own_value.shape());
+        grad_allocated = true;
+      }
+      return own_grad;
+    }
+  };
+
+  VarT push(DynTensor<Scalar> value, const DynTensor<Scalar>* ext_value, DynTensor<Scalar>* ext_grad,
+            bool requires_grad, BackwardFn backward) {
+    Node n;
+    n.own_value = std::move(value);
+    n.external_value = ext_value;
+    n.external_grad = requires_grad ? ext_grad : nullptr;
+    n.requires_grad = requires_grad;
+    n.backward = std::move(backward);
+    nodes_.push_back(std::move(n));
+    return VarT(this, static_cast<std::int32_t>(nodes_.size() - 1));
+  }
+  void check_mine(VarT v, const char* what) const {
+    QAWARE_CHECK(v.valid(), "Tape::", what, ": empty Var");
+    QAWARE_CHECK(&v.tape() == this, "Tape::", what, ": Var ", v.id(), " belongs to another tape");
+    QAWARE_CHECK(v.id() < static_cast<std::int32_t>(nodes_.size()), "Tape::", what, ": Var ", v.id(),
+                 " is stale (the tape holds ", nodes_.size(), " nodes; was it cleared?)");
+  }
+  Node& node(VarT v) {
+    check_mine(v, "node");
+    return nodes_[static_cast<std::size_t>(v.id())];
+  }
+  const Node& node(VarT v) const {
+    check_mine(v, "node");
+    return nodes_[static_cast<std::size_t>(v.id())];
+  }
+
+  std::vector<Node> nodes_;
+};
+
+// ---------------------------------------------------------------------------
+// Var members that need the Tape definition.
+
+template <typename Scalar>
+const DynTensor<Scalar>& Var<Scalar>::value() const {
+  return tape().value(*this);
+}
+template <typename Scalar>
+bool Var<Scalar>::requires_grad() const {
+  return tape().requires_grad(*this);
+}
+template <typename Scalar>
+Scalar Var<Scalar>::item() const {
+  const auto& v = value();
+  QAWARE_CHECK(v.numel() == 1, "Var::item: expected one element, got shape ", v.shape().str());
+  return v[0];
+}
+template <typename Scalar>
+const DynTensor<Scalar>& Var<Scalar>::grad() const {
+  return tape().grad(*this);
+}
+
+// Accumulates src into dst elementwise (dst += src), shapes equal in size.
+template <typename Scalar>
+void accumulate(DynTensor<Scalar>& dst, const DynTensor<Scalar>& src) {
+  QAWARE_CHECK(dst.numel() == src.numel(), "accumulate: ", dst.shape().str(), " += ", src.shape().str());
+  dst.flat() += src.flat();
+}
+
+}  // namespace qaware

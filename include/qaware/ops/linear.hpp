@@ -1,0 +1,74 @@
+#pragma once
+// linear: y = x W^T + b, as torch.nn.functional.linear.
+//   x is (..., IN), W is (OUT, IN) (PyTorch's weight layout), b is (OUT) or
+//   absent; y is (..., OUT). R below is the product of x's leading dims.
+
+#include "qaware/autograd/tape.hpp"
+#include "qaware/core/tensor.hpp"
+
+namespace qaware {
+namespace ops {
+
+// x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT).
+template <typename Scalar>
+void linear_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scalar* y, Index R, Index IN, Index OUT) {
+  ConstMatrixMap<Scalar> X(x, R, IN), W(w, OUT, IN);
+  MatrixMap<Scalar> Y(y, R, OUT);
+  Y.noalias() = X * W.transpose();
+  if (b) Y.rowwise() += ConstVectorMap<Scalar>(b, OUT).transpose();
+}
+
+// Accumulates dx (R, IN) += dy W, dw (OUT, IN) += dy^T x and db (OUT) +=
+// column sums of dy. A null output is not computed.
+template <typename Scalar>
+void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar* dx, Scalar* dw, Scalar* db, Index R,
+                     Index IN, Index OUT) {
+  ConstMatrixMap<Scalar> dY(dy, R, OUT);
+  if (dx) MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
+  if (dw) MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
+  if (db) VectorMap<Scalar>(db, OUT).noalias() += dY.colwise().sum().transpose();
+}
+
+}  // namespace ops
+
+namespace detail {
+template <typename Scalar>
+Var<Scalar> linear_impl(Var<Scalar> x, Var<Scalar> w, const Var<Scalar>* b) {
+  const Shape& xs = x.shape();
+  const Shape& ws = w.shape();
+  QAWARE_CHECK(ws.rank() == 2, "linear: weight must be (OUT, IN), got ", ws.str());
+  QAWARE_CHECK(xs.rank() >= 1 && xs.dim(-1) == ws[1], "linear: x ", xs.str(), " has ",
+               xs.rank() ? xs.dim(-1) : 0, " input features but weight ", ws.str(), " expects ", ws[1]);
+  const Index IN = ws[1], OUT = ws[0], R = xs.rows();
+  if (b) {
+    QAWARE_CHECK(b->shape() == Shape({OUT}), "linear: bias ", b->shape().str(), " does not match weight ", ws.str());
+  }
+  std::vector<Index> ys(xs.begin(), xs.end());
+  ys.back() = OUT;
+  DynTensor<Scalar> y{Shape(ys)};
+  ops::linear_forward(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, y.data(), R, IN, OUT);
+
+  std::vector<Var<Scalar>> inputs{x, w};
+  if (b) inputs.push_back(*b);
+  const Var<Scalar> bias = b ? *b : Var<Scalar>();
+  return x.tape().record(std::move(y), inputs, [x, w, bias, R, IN, OUT](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
+    Scalar* dx = t.requires_grad(x) ? t.grad(x).data() : nullptr;
+    Scalar* dw = t.requires_grad(w) ? t.grad(w).data() : nullptr;
+    Scalar* db = bias.valid() && t.requires_grad(bias) ? t.grad(bias).data() : nullptr;
+    ops::linear_backward(dy.data(), t.value(x).data(), t.value(w).data(), dx, dw, db, R, IN, OUT);
+  });
+}
+}  // namespace detail
+
+// y = x W^T.
+template <typename Scalar>
+Var<Scalar> linear(Var<Scalar> x, Var<Scalar> w) {
+  return detail::linear_impl(x, w, static_cast<const Var<Scalar>*>(nullptr));
+}
+// y = x W^T + b.
+template <typename Scalar>
+Var<Scalar> linear(Var<Scalar> x, Var<Scalar> w, Var<Scalar> b) {
+  return detail::linear_impl(x, w, &b);
+}
+
+}  // namespace qaware
