@@ -28,7 +28,8 @@ class Rng {
     has_spare_ = false;
   }
 
-  // Full generator state, for checkpoints: set_state(state()) resumes exactly.
+  // Full generator state, for checkpoints: restore(snapshot()) resumes the
+  // exact stream, including a pending second normal of the polar method.
   struct Snapshot {
     State s;
     bool has_spare;
