@@ -28,7 +28,8 @@ class Rng {
     has_spare_ = false;
   }
 
-  // Full generator state, for checkpoints: set_state(state()) resumes exactly.
+  // Full generator state, for checkpoints: restore(snapshot()) resumes the
+  // exact stream, including a pending second normal of the polar method.
   struct Snapshot {
     State s;
     bool has_spare;
@@ -88,12 +89,23 @@ class Rng {
   double normal(double mean, double stddev) { return mean + stddev * normal(); }
 
   // Normal(mean, stddev) truncated to [lo, hi] (absolute bounds, as
-  // torch.nn.init.trunc_normal_), by rejection.
+  // torch.nn.init.trunc_normal_), by rejection. The expected number of draws
+  // per sample is 1 / P(lo <= X <= hi), so intervals holding less than
+  // kMinTruncatedMass of the distribution are rejected rather than looping
+  // (practically) forever: a bound "within 6 stddev" alone does not ensure
+  // that, e.g. [5.9, 6.1] stddev or a very narrow interval.
+  static constexpr double kMinTruncatedMass = 1e-4;
   double truncated_normal(double mean, double stddev, double lo, double hi) {
     QAWARE_CHECK(lo < hi, "truncated_normal: lo (", lo, ") must be below hi (", hi, ")");
     QAWARE_CHECK(stddev > 0, "truncated_normal: stddev must be positive, got ", stddev);
-    QAWARE_CHECK((lo - mean) / stddev < 6.0 && (hi - mean) / stddev > -6.0,
-                 "truncated_normal: [", lo, ", ", hi, "] lies more than 6 stddev from the mean ", mean);
+    // P(a <= Z <= b) for the standard normal Z, via erfc (accurate in both tails).
+    const double a = (lo - mean) / stddev, b = (hi - mean) / stddev;
+    const double k = 1.0 / std::sqrt(2.0);
+    const double mass = b <= 0 ? 0.5 * (std::erfc(-b * k) - std::erfc(-a * k))
+                               : (a >= 0 ? 0.5 * (std::erfc(a * k) - std::erfc(b * k))
+                                         : 1.0 - 0.5 * (std::erfc(-a * k) + std::erfc(b * k)));
+    QAWARE_CHECK(mass >= kMinTruncatedMass, "truncated_normal: [", lo, ", ", hi, "] holds only ", mass,
+                 " of Normal(", mean, ", ", stddev, "); at least ", kMinTruncatedMass, " is needed");
     for (;;) {
       const double x = normal(mean, stddev);
       if (x >= lo && x <= hi) return x;

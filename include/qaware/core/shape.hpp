@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <limits>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -64,9 +65,15 @@ class Shape {
   friend std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
  private:
+  // Dimensions are non-negative and their product fits in Index (so numel(),
+  // rows() and byte counts cannot overflow).
   void validate() const {
+    Index n = 1;
     for (Index d : dims_) {
       QAWARE_CHECK(d >= 0, "Shape: negative dimension in ", str());
+      QAWARE_CHECK(d == 0 || n <= std::numeric_limits<Index>::max() / d, "Shape: ", str(),
+                   " has more elements than an Index can count");
+      n *= d;
     }
   }
   std::vector<Index> dims_;

@@ -62,35 +62,51 @@ Shape shape_of(const Tensor<Scalar, Rank>& t) {
 }
 
 template <int Rank>
-Eigen::DSizes<Eigen::Index, Rank> to_dsizes(const Shape& s) {
-  QAWARE_CHECK(s.rank() == Rank, "expected a rank-", Rank, " shape, got ", s.str());
+Eigen::DSizes<Eigen::Index, Rank> to_dsizes(const Shape& s, const char* caller = "to_dsizes") {
+  QAWARE_CHECK(s.rank() == Rank, caller, ": expected a rank-", Rank, " shape, got ", s.str());
   Eigen::DSizes<Eigen::Index, Rank> d;
   for (int i = 0; i < Rank; ++i) d[i] = s[i];
   return d;
 }
+
+namespace detail {
+// Product of all dimensions but the last: the rows of the matrix view (the
+// same as Shape::rows(), also when the last dimension is 0).
+template <typename Scalar, int Rank>
+Index leading_rows(const Tensor<Scalar, Rank>& t) {
+  Index rows = 1;
+  for (int i = 0; i + 1 < Rank; ++i) rows *= t.dimension(i);
+  return rows;
+}
+template <typename Scalar, int Rank>
+void check_matrix_view(const Tensor<Scalar, Rank>& t, Index rows, Index cols) {
+  QAWARE_CHECK(rows >= 0 && cols >= 0 && rows * cols == t.size(), "as_matrix: cannot view a tensor of shape ",
+               shape_of(t).str(), " as a ", rows, " x ", cols, " matrix");
+}
+}  // namespace detail
 
 // View a row-major tensor as a matrix: rows = product of all leading dims,
 // cols = last dim. The map aliases the tensor's memory.
 template <typename Scalar, int Rank>
 MatrixMap<Scalar> as_matrix(Tensor<Scalar, Rank>& t) {
   static_assert(Rank >= 1, "as_matrix needs rank >= 1");
-  const Index cols = t.dimension(Rank - 1);
-  const Index rows = cols == 0 ? 0 : t.size() / cols;
-  return MatrixMap<Scalar>(t.data(), rows, cols);
+  return MatrixMap<Scalar>(t.data(), detail::leading_rows(t), t.dimension(Rank - 1));
 }
 template <typename Scalar, int Rank>
 ConstMatrixMap<Scalar> as_matrix(const Tensor<Scalar, Rank>& t) {
   static_assert(Rank >= 1, "as_matrix needs rank >= 1");
-  const Index cols = t.dimension(Rank - 1);
-  const Index rows = cols == 0 ? 0 : t.size() / cols;
-  return ConstMatrixMap<Scalar>(t.data(), rows, cols);
+  return ConstMatrixMap<Scalar>(t.data(), detail::leading_rows(t), t.dimension(Rank - 1));
 }
 // View with explicit rows x cols; rows * cols must equal the tensor's size.
 template <typename Scalar, int Rank>
 MatrixMap<Scalar> as_matrix(Tensor<Scalar, Rank>& t, Index rows, Index cols) {
-  QAWARE_CHECK(rows * cols == t.size(), "as_matrix: cannot view a tensor of shape ", shape_of(t).str(),
-               " as a ", rows, " x ", cols, " matrix");
+  detail::check_matrix_view(t, rows, cols);
   return MatrixMap<Scalar>(t.data(), rows, cols);
+}
+template <typename Scalar, int Rank>
+ConstMatrixMap<Scalar> as_matrix(const Tensor<Scalar, Rank>& t, Index rows, Index cols) {
+  detail::check_matrix_view(t, rows, cols);
+  return ConstMatrixMap<Scalar>(t.data(), rows, cols);
 }
 
 // ---------------------------------------------------------------------------
@@ -117,6 +133,8 @@ class DynTensor {
  public:
   using value_type = Scalar;
 
+  // An empty tensor of shape [0] (no storage). A moved-from DynTensor is
+  // left in this state too.
   DynTensor() = default;
   // Uninitialised storage of the given shape (use zeros() for zero-filled).
   explicit DynTensor(Shape shape) : shape_(std::move(shape)) { allocate(); }
@@ -133,6 +151,7 @@ class DynTensor {
     return out;
   }
   static DynTensor from(Shape shape, const Scalar* data) {
+    QAWARE_CHECK(data != nullptr || shape.numel() == 0, "DynTensor::from: null data for shape ", shape.str());
     DynTensor out(std::move(shape));
     if (out.numel()) std::memcpy(out.data(), data, static_cast<std::size_t>(out.numel()) * sizeof(Scalar));
     return out;
@@ -154,8 +173,16 @@ class DynTensor {
     }
     return *this;
   }
-  DynTensor(DynTensor&&) noexcept = default;
-  DynTensor& operator=(DynTensor&&) noexcept = default;
+  // Moves leave the source empty, shape [0], so its numel() matches its
+  // (absent) storage.
+  DynTensor(DynTensor&& o) noexcept : shape_(std::exchange(o.shape_, Shape{0})), ptr_(std::move(o.ptr_)) {}
+  DynTensor& operator=(DynTensor&& o) noexcept {
+    if (this != &o) {
+      shape_ = std::exchange(o.shape_, Shape{0});
+      ptr_ = std::move(o.ptr_);
+    }
+    return *this;
+  }
 
   const Shape& shape() const { return shape_; }
   int rank() const { return shape_.rank(); }
@@ -188,16 +215,16 @@ class DynTensor {
   // Fixed-rank Eigen views; the rank must match.
   template <int Rank>
   TensorMap<Scalar, Rank> view() {
-    return TensorMap<Scalar, Rank>(data(), to_dsizes<Rank>(shape_));
+    return TensorMap<Scalar, Rank>(data(), to_dsizes<Rank>(shape_, "DynTensor::view"));
   }
   template <int Rank>
   ConstTensorMap<Scalar, Rank> view() const {
-    return ConstTensorMap<Scalar, Rank>(data(), to_dsizes<Rank>(shape_));
+    return ConstTensorMap<Scalar, Rank>(data(), to_dsizes<Rank>(shape_, "DynTensor::view"));
   }
   // A copy as a fixed-rank Eigen tensor.
   template <int Rank>
   Tensor<Scalar, Rank> to_tensor() const {
-    Tensor<Scalar, Rank> t(to_dsizes<Rank>(shape_));
+    Tensor<Scalar, Rank> t(to_dsizes<Rank>(shape_, "DynTensor::to_tensor"));
     if (numel()) std::memcpy(t.data(), data(), bytes());
     return t;
   }
@@ -232,7 +259,7 @@ class DynTensor {
     QAWARE_CHECK(rows * cols == numel(), "matrix: cannot view ", shape_.str(), " as ", rows, " x ", cols);
   }
 
-  Shape shape_;
+  Shape shape_{0};
   std::unique_ptr<Scalar[], detail::AlignedFree> ptr_;
 };
 

@@ -1,0 +1,79 @@
+// GEMM benchmarks on BERT-base shapes.
+//
+// C (M, N) = A (M, K) * B (N, K)^T: the product inside a linear layer,
+// y = x W^T, with x holding M = batch 32 x sequence 128 = 4096 token rows and
+// W in PyTorch's (OUT, IN) layout. N and K take BERT-base's hidden size 768
+// and FFN size 3072, which covers the Q/K/V/O projections (768 x 768) and the
+// two FFN layers (3072 x 768 and 768 x 3072).
+//
+// BM_GemmF32Eigen is the FP32 baseline (Eigen's GEMM, as ops::linear_forward
+// uses it). Later kernels (BM_GemmS8<Path>) register with the same shapes
+// through gemm_shapes() and report through set_gemm_counters(), so every
+// line of the output is comparable.
+//
+// Arguments: M, N, K and threads, the qaware::set_num_threads count: 1 (the
+// reference line, single-threaded) and 2. Counter: GFLOPS (GOPS for integer
+// kernels) = 2 M N K per iteration, per second of wall time, in 10^9.
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "qaware/core/rng.hpp"
+#include "qaware/core/tensor.hpp"
+#include "qaware/core/threading.hpp"
+
+namespace {
+
+using qaware::Index;
+
+// Shapes and thread counts every GEMM benchmark runs.
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "threads"});
+  for (int threads : {1, 2})
+    for (Index n : {768, 3072})
+      for (Index k : {768, 3072}) b->Args({4096, n, k, threads});
+  b->Unit(benchmark::kMillisecond);
+  b->UseRealTime();  // multi-threaded runs: the rate is per second of wall time
+}
+
+struct GemmArgs {
+  Index M, N, K;
+  int threads;
+};
+
+// Reads the arguments and applies the thread count.
+GemmArgs gemm_args(const benchmark::State& state) {
+  GemmArgs a{state.range(0), state.range(1), state.range(2), static_cast<int>(state.range(3))};
+  qaware::set_num_threads(a.threads);
+  return a;
+}
+
+// 2 M N K operations per iteration, reported per second in units of 10^9.
+// `name` is "GFLOPS" for floating point kernels, "GOPS" for integer ones.
+void set_gemm_counters(benchmark::State& state, const GemmArgs& a, const std::string& name) {
+  state.counters[name] = benchmark::Counter(2.0 * static_cast<double>(a.M) * static_cast<double>(a.N) *
+                                                static_cast<double>(a.K),
+                                            benchmark::Counter::kIsIterationInvariantRate,
+                                            benchmark::Counter::kIs1000);
+}
+
+void BM_GemmF32Eigen(benchmark::State& state) {
+  const GemmArgs a = gemm_args(state);
+  qaware::Matrix<float> A(a.M, a.K), B(a.N, a.K), C(a.M, a.N);
+  qaware::Rng rng(1);
+  qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
+  qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
+  for (auto _ : state) {
+    C.noalias() = A * B.transpose();
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, a, "GFLOPS");
+  qaware::set_num_threads(0);
+}
+BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
+
+}  // namespace
+
+BENCHMARK_MAIN();

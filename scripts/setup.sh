@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Checks that the Debian packages qaware needs are installed. Run as root it
+# installs the missing ones (apt-get update + apt-get install -y); otherwise it
+# prints the exact command to run and exits non-zero. Safe to run repeatedly.
+#
+# Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev.
+# Optional: libdnnl-dev (oneDNN, a yardstick for the INT8 GEMM benchmarks).
+# PyTorch is not needed: the test fixtures are committed (tests/data/).
+set -euo pipefail
+
+required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev)
+optional=(libdnnl-dev)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "setup: not a Debian-based system (no dpkg-query); make sure these are installed:" >&2
+  echo "  ${required[*]} (optional: ${optional[*]})" >&2
+  exit 0
+fi
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing=()
+for p in "${required[@]}"; do installed "$p" || missing+=("$p"); done
+missing_optional=()
+for p in "${optional[@]}"; do installed "$p" || missing_optional+=("$p"); done
+
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ]; then
+  echo "setup: all packages present (${required[*]} ${optional[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    apt-get install -y "${missing[@]}"
+  fi
+  if [ ${#missing_optional[@]} -gt 0 ]; then
+    echo "setup: installing optional ${missing_optional[*]}"
+    apt-get install -y "${missing_optional[@]}" ||
+      echo "setup: optional ${missing_optional[*]} not installed; benchmarks run without oneDNN" >&2
+  fi
+  exit 0
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: required packages present; optional ${missing_optional[*]} is missing (benchmarks run without oneDNN). To add it:"
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing_optional[*]}"
+  exit 0
+fi
+echo "setup: missing packages: ${missing[*]}" >&2
+echo "Install them as root, then run this script again:" >&2
+all=("${missing[@]}" "${missing_optional[@]}")
+echo "  sudo apt-get update && sudo apt-get install -y ${all[*]}" >&2
+exit 1

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Builds and runs every test, twice:
+#   (a) build/      Release: tests, benchmarks and examples; the whole ctest
+#                   suite (unit tests, consumer-project tests, benchmark smoke).
+#   (b) build-asan/ RelWithDebInfo with -fsanitize=address,undefined
+#                   (QAWARE_SANITIZE=ON), benchmarks and examples off; ctest
+#                   without the `consumer` tests (they build other projects and
+#                   check packaging, not memory safety) and without tests
+#                   labelled `slow` (if any; they run in (a)).
+# Exits non-zero when any phase fails; prints each phase's time at the end.
+# QAWARE_JOBS overrides the parallelism (default: nproc).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=${QAWARE_JOBS:-$(nproc)}
+names=()
+results=()
+times=()
+failed=0
+
+# phase <name> <command...>: runs the command, records its status and time.
+phase() {
+  local name=$1
+  shift
+  echo
+  echo "=== ${name}: $*"
+  local start=$SECONDS
+  "$@"
+  local rc=$?
+  names+=("$name")
+  times+=($((SECONDS - start)))
+  if [ $rc -eq 0 ]; then
+    results+=("ok")
+  else
+    results+=("FAILED (exit ${rc})")
+    failed=1
+  fi
+  return $rc
+}
+skip() {
+  names+=("$1")
+  times+=(0)
+  results+=("skipped (an earlier phase failed)")
+}
+
+summary() {
+  echo
+  echo "=== summary (${jobs} jobs)"
+  for i in "${!names[@]}"; do
+    printf '  %-22s %6ss  %s\n' "${names[$i]}" "${times[$i]}" "${results[$i]}"
+  done
+  printf '  %-22s %6ss\n' "total" "$SECONDS"
+}
+
+if ! phase setup ./scripts/setup.sh; then
+  summary
+  exit 1
+fi
+
+# (a) Release
+if phase release-configure cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
+     -DQAWARE_BUILD_TESTS=ON -DQAWARE_BUILD_BENCHMARKS=ON -DQAWARE_BUILD_EXAMPLES=ON &&
+   phase release-build cmake --build build -j"$jobs"; then
+  phase release-ctest ctest --test-dir build --output-on-failure -j"$jobs"
+else
+  skip release-ctest
+fi
+
+# (b) ASan + UBSan
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+if phase asan-configure cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQAWARE_SANITIZE=ON \
+     -DQAWARE_BUILD_TESTS=ON -DQAWARE_BUILD_BENCHMARKS=OFF -DQAWARE_BUILD_EXAMPLES=OFF &&
+   phase asan-build cmake --build build-asan -j"$jobs"; then
+  phase asan-ctest ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE "consumer|slow"
+else
+  skip asan-ctest
+fi
+
+summary
+if [ $failed -ne 0 ]; then
+  echo "test.sh: FAILED"
+  exit 1
+fi
+echo "test.sh: all phases passed"
