@@ -36,24 +36,29 @@ namespace qaware {
 
 enum class NonFinite { Scale, Error, Skip };
 
-// Squared L2 norm of p's gradient, accumulated in double.
+// Squared L2 norm of p's gradient, accumulated in double in a fixed order
+// (16 interleaved partial sums, then a fixed tree), so the result does not
+// depend on the thread count. For float gradients each square is exact in
+// double, so a compiler fusing the multiply-add changes nothing.
 template <typename Scalar>
 double grad_sq_norm(const Param<Scalar>& p) {
   const Scalar* g = p.grad().data();
   const Index n = p.grad().numel();
-  // Four independent accumulators: vectorises and is still a fixed order.
-  double acc[4] = {0, 0, 0, 0};
+  constexpr int kLanes = 16;
+  double acc[kLanes] = {};
   Index k = 0;
-  for (; k + 4 <= n; k += 4)
-    for (int j = 0; j < 4; ++j) {
+  for (; k + kLanes <= n; k += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
       const double v = static_cast<double>(g[k + j]);
       acc[j] += v * v;
     }
-  for (; k < n; ++k) {
+  for (int j = 0; k < n; ++k, ++j) {
     const double v = static_cast<double>(g[k]);
-    acc[0] += v * v;
+    acc[j] += v * v;
   }
-  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int j = 0; j < width; ++j) acc[j] += acc[j + width];
+  return acc[0];
 }
 
 template <typename Scalar>

@@ -39,13 +39,16 @@ namespace qaware {
 namespace detail {
 
 // Keeps the compiler from fusing the product that produced `v` into a later
-// addition (GCC contracts a * b + c into an FMA by default, intrinsics
-// included); PyTorch stores that product, rounded, before adding.
+// addition: PyTorch stores that product, rounded, before adding. GCC
+// contracts a * b + c into an FMA across statements by default (intrinsics
+// included), so it gets an empty asm that forces `v` into a register; Clang
+// fuses only within one source expression (its default -ffp-contract=on),
+// which these loops never ask it to do.
 template <typename T>
 QAWARE_OPTIM_INLINE void keep_rounded(T& v) {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
   __asm__("" : "+x"(v));
-#elif defined(__GNUC__) || defined(__clang__)
+#elif defined(__GNUC__) && !defined(__clang__)
   __asm__("" : "+m"(v));
 #else
   (void)v;
