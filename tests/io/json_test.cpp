@@ -98,6 +98,13 @@ TEST(JsonTest, NestingLimit) {
   expect_parse_error(std::string(100000, '{') , "expected a string key");
 }
 
+TEST(JsonTest, ArrayLengthLimit) {
+  EXPECT_EQ(parse("[1,2,3]", 64, 3).items().size(), 3u);
+  EXPECT_THROW(parse("[1,2,3,4]", 64, 3), Error);
+  EXPECT_EQ(parse("[]", 64, 0).items().size(), 0u);
+  EXPECT_THROW(parse("[[]]", 64, 0), Error);
+}
+
 TEST(JsonTest, IntegerAccess) {
   EXPECT_EQ(parse("18446744073709551615").as_uint64(), 18446744073709551615ull);
   EXPECT_THROW(parse("18446744073709551616").as_uint64(), Error);

@@ -92,6 +92,9 @@ TEST(SafetensorsMalformedTest, Shapes) {
   expect_error("{\"t\":{\"dtype\":\"F32\",\"shape\":[18446744073709551615],\"data_offsets\":[0,4]}}", 4, "too large");
   expect_error("{\"t\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,4]}}", 4, "overflows");
   expect_error("{\"t\":{\"dtype\":\"I64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,4]}}", 4, "too large");
+  std::string rank1025 = "{\"t\":{\"dtype\":\"F32\",\"shape\":[1";
+  for (int i = 0; i < 1024; ++i) rank1025 += ",1";
+  expect_error(rank1025 + "],\"data_offsets\":[0,4]}}", 4, "array longer than 1024 items");
   // A zero dimension makes the product 0 whatever follows.
   const auto zero = make_file("{\"t\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,0]}}", 0);
   EXPECT_NO_THROW(parse_safetensors(zero.data(), zero.size()));

@@ -5,8 +5,8 @@
 // no NaN, whitespace limited to space, tab, CR and LF. Strings must be valid
 // UTF-8 (no overlong forms, no encoded surrogates, nothing above U+10FFFF);
 // escapes include \uXXXX with surrogate pairs, and a lone surrogate is an
-// error. Nesting deeper than `max_depth` and duplicate object keys are
-// errors. Numbers keep their text; as_uint64() reads an exact non-negative
+// error. Nesting deeper than `max_depth`, arrays longer than
+// `max_array_items` and duplicate object keys are errors. Numbers keep their text; as_uint64() reads an exact non-negative
 // integer. Every error is a qaware::Error naming the byte offset.
 //
 // dump() writes compact JSON, escaping as serde_json does (the writer of the
@@ -193,7 +193,8 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
 
 class Parser {
  public:
-  Parser(std::string_view text, int max_depth) : s_(text), max_depth_(max_depth) {}
+  Parser(std::string_view text, int max_depth, std::size_t max_array_items)
+      : s_(text), max_depth_(max_depth), max_array_items_(max_array_items) {}
 
   Value parse_document() {
     skip_ws();
@@ -287,6 +288,7 @@ class Parser {
     }
     for (;;) {
       skip_ws();
+      if (items.size() == max_array_items_) fail(::qaware::detail::concat("array longer than ", max_array_items_, " items"));
       items.push_back(parse_value(depth));
       skip_ws();
       if (at_end()) fail("unterminated array");
@@ -397,6 +399,7 @@ class Parser {
   std::string_view s_;
   std::size_t pos_ = 0;
   int max_depth_;
+  std::size_t max_array_items_;
 };
 
 inline bool valid_number_text(std::string_view t) {
@@ -432,7 +435,9 @@ inline bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
-inline Value parse(std::string_view text, int max_depth = 64) { return detail::Parser(text, max_depth).parse_document(); }
+inline Value parse(std::string_view text, int max_depth = 64, std::size_t max_array_items = SIZE_MAX) {
+  return detail::Parser(text, max_depth, max_array_items).parse_document();
+}
 
 // Appends s as a JSON string literal. s must be valid UTF-8.
 inline void append_string(std::string& out, std::string_view s) {

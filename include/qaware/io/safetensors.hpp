@@ -14,7 +14,8 @@
 // the source, the tensor and the numbers involved:
 //   N is at most 100,000,000 bytes (the reference implementation's limit) and
 //   fits the file; the header is valid UTF-8 JSON (json.hpp: strict grammar,
-//   nesting limit, no duplicate keys); every entry has exactly the keys
+//   nesting limit, no duplicate keys, arrays of at most 1024 items, i.e.
+//   rank <= 1024); every entry has exactly the keys
 //   dtype / shape / data_offsets; dtype is one of F32 F16 BF16 F64 I8 U8 I32
 //   I64; dimensions are non-negative integers whose product, times the dtype
 //   size, does not overflow; end - begin equals that size; sorted by begin,
@@ -246,6 +247,8 @@ struct Safetensors {
 
 // The reference implementation's limit on N.
 constexpr std::uint64_t kMaxSafetensorsHeader = 100000000;
+// Largest tensor rank accepted when reading (the format sets none).
+constexpr std::size_t kMaxSafetensorsRank = 1024;
 
 namespace detail {
 
@@ -275,7 +278,10 @@ inline SafetensorsHeader parse_header(std::string_view text, std::uint64_t data_
   h.data_size = data_size;
   json::Value root;
   try {
-    root = json::parse(text);
+    // Arrays in a header are shapes and offset pairs: capping their length
+    // (rank <= kMaxSafetensorsRank) bounds the memory a hostile header of
+    // tiny numbers could make the JSON tree take.
+    root = json::parse(text, 64, kMaxSafetensorsRank);
   } catch (const Error& e) {
     ::qaware::detail::fail(::qaware::detail::concat("safetensors ", src, ": malformed header: ", e.what()));
   }
