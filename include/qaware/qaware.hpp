@@ -16,3 +16,14 @@
 
 // ops: differentiable ops, one per header
 #include "qaware/ops/linear.hpp"
+
+// optim: AdamW, SGD, parameter groups, gradient clipping, LR schedules
+#include "qaware/optim/adamw.hpp"
+#include "qaware/optim/clip.hpp"
+#include "qaware/optim/optimizer.hpp"
+#include "qaware/optim/schedule.hpp"
+#include "qaware/optim/sgd.hpp"
+
+// io: safetensors reader/writer (with its JSON and F16/BF16 helpers), checkpoints
+#include "qaware/io/checkpoint.hpp"
+#include "qaware/io/safetensors.hpp"
