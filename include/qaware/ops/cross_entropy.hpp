@@ -10,8 +10,11 @@
 // a loss of 0 with zero gradients, so a batch without labels contributes
 // nothing instead of turning the parameters into NaN.
 // Targets other than ignore_index must lie in [0, C) (qaware::Error).
-// The forward saves logsumexp (R) and the backward recomputes the softmax
-// from it, so no (R, C) probability tensor is kept.
+// The forward saves each row's max m (R) and log-sum s = log sum exp(row - m)
+// (R); the backward recomputes the softmax as exp((row - m) - s), so no
+// (R, C) probability tensor is kept. Keeping m and s apart (rather than
+// logsumexp = m + s) avoids rounding a large m + s in float: with logits
+// near 1000 the float ulp is 6e-5.
 
 #include <cmath>
 #include <cstdint>
@@ -27,21 +30,25 @@
 namespace qaware {
 namespace ops {
 
-// logits (R, C), targets (R) -> loss (1), lse (R) (0 on ignored rows).
-// Returns n, the number of rows whose target is not ignore_index.
+// logits (R, C), targets (R) -> loss (1), row max (R) and log-sum (R) (both
+// 0 on ignored rows). Returns n, the number of rows whose target is not
+// ignore_index.
 template <typename Scalar>
-Index cross_entropy_forward(const Scalar* logits, const std::int64_t* targets, Scalar* loss, Scalar* lse, Index R,
-                            Index C, std::int64_t ignore_index) {
+Index cross_entropy_forward(const Scalar* logits, const std::int64_t* targets, Scalar* loss, Scalar* row_max,
+                            Scalar* log_sum, Index R, Index C, std::int64_t ignore_index) {
   using ConstArr = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   std::vector<Scalar> row_loss(static_cast<std::size_t>(R), Scalar(0));
   parallel_for(0, R, detail::row_grain(C), [&](Index r0, Index r1) {
     for (Index r = r0; r < r1; ++r) {
-      lse[r] = Scalar(0);
+      row_max[r] = log_sum[r] = Scalar(0);
       if (targets[r] == ignore_index) continue;
       ConstArr X(logits + r * C, C);
       const Scalar m = X.maxCoeff();
-      lse[r] = m + std::log((X - m).exp().sum());
-      row_loss[static_cast<std::size_t>(r)] = lse[r] - X[static_cast<Index>(targets[r])];
+      const Scalar s = std::log((X - m).exp().sum());
+      row_max[r] = m;
+      log_sum[r] = s;
+      // -log softmax(row)[t] = s - (row[t] - m)
+      row_loss[static_cast<std::size_t>(r)] = s - (X[static_cast<Index>(targets[r])] - m);
     }
   });
   Index n = 0;
@@ -56,10 +63,11 @@ Index cross_entropy_forward(const Scalar* logits, const std::int64_t* targets, S
 }
 
 // dlogits (R, C) += (dloss / n) * (softmax(row) - onehot(target)) on rows
-// whose target is not ignore_index; softmax(row) = exp(row - lse).
+// whose target is not ignore_index; softmax(row) = exp((row - max) - log_sum).
 template <typename Scalar>
-void cross_entropy_backward(const Scalar* dloss, const Scalar* logits, const std::int64_t* targets, const Scalar* lse,
-                            Scalar* dlogits, Index R, Index C, std::int64_t ignore_index, Index n) {
+void cross_entropy_backward(const Scalar* dloss, const Scalar* logits, const std::int64_t* targets,
+                            const Scalar* row_max, const Scalar* log_sum, Scalar* dlogits, Index R, Index C,
+                            std::int64_t ignore_index, Index n) {
   using Arr = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   using ConstArr = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   if (n == 0) return;
@@ -68,7 +76,7 @@ void cross_entropy_backward(const Scalar* dloss, const Scalar* logits, const std
     for (Index r = r0; r < r1; ++r) {
       if (targets[r] == ignore_index) continue;
       Arr D(dlogits + r * C, C);
-      D += g * (ConstArr(logits + r * C, C) - lse[r]).exp();
+      D += g * ((ConstArr(logits + r * C, C) - row_max[r]) - log_sum[r]).exp();
       D[static_cast<Index>(targets[r])] -= g;
     }
   });
@@ -91,15 +99,16 @@ Var<Scalar> cross_entropy(Var<Scalar> logits, const DynTensor<std::int64_t>& tar
                  " of targets ", targets.shape().str(), ") is out of range for C = ", C,
                  " classes (ignore_index = ", ignore_index, ")");
   }
-  DynTensor<Scalar> loss{Shape{}}, lse{Shape{R}};
-  const Index n = ops::cross_entropy_forward(logits.value().data(), targets.data(), loss.data(), lse.data(), R, C,
-                                             ignore_index);
-  return logits.tape().record(
-      std::move(loss), {logits},
-      [logits, targets, lse = std::move(lse), R, C, ignore_index, n](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-        ops::cross_entropy_backward(dy.data(), t.value(logits).data(), targets.data(), lse.data(),
-                                    t.grad(logits).data(), R, C, ignore_index, n);
-      });
+  DynTensor<Scalar> loss{Shape{}}, row_max{Shape{R}}, log_sum{Shape{R}};
+  const Index n = ops::cross_entropy_forward(logits.value().data(), targets.data(), loss.data(), row_max.data(),
+                                             log_sum.data(), R, C, ignore_index);
+  return logits.tape().record(std::move(loss), {logits},
+                              [logits, targets, row_max = std::move(row_max), log_sum = std::move(log_sum), R, C,
+                               ignore_index, n](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
+                                ops::cross_entropy_backward(dy.data(), t.value(logits).data(), targets.data(),
+                                                            row_max.data(), log_sum.data(), t.grad(logits).data(), R,
+                                                            C, ignore_index, n);
+                              });
 }
 
 }  // namespace qaware

@@ -48,14 +48,17 @@ void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M
     run(X.transpose(), Y.transpose());
 }
 
-// Runs f(i) for i in [0, batch): across threads when there are enough
-// products to keep every thread busy with whole GEMMs (Eigen then runs each
-// on one thread, as it detects the parallel region), else serially so that
-// Eigen threads each product.
+// Runs f(i) for i in [0, batch), where each call is one product of
+// `macs` multiply-adds: across threads when there are enough products to
+// keep every thread busy with whole GEMMs (Eigen then runs each on one
+// thread, as it detects the parallel region) and enough work (2^18 MACs,
+// tens of microseconds) to pay for waking the threads; else serially, so
+// that Eigen threads each product when it is large.
 template <typename F>
-void for_each_batch(Index batch, F&& f) {
+void for_each_batch(Index batch, Index macs, F&& f) {
   const Index threads = num_threads();
-  if (threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads)) {
+  if (threads > 1 && batch >= threads && (batch % threads == 0 || batch >= 4 * threads) &&
+      batch * macs >= (Index(1) << 18)) {
     parallel_for(0, batch, 1, [&](Index lo, Index hi) {
       for (Index i = lo; i < hi; ++i) f(i);
     });
@@ -78,7 +81,7 @@ void matmul_forward(const Scalar* a, const Scalar* b, Scalar* y, Index BATCH, In
     gemm(a, false, b, trans_b, y, BATCH * M, K, N, false);
     return;
   }
-  matmul_detail::for_each_batch(BATCH, [&](Index i) {
+  matmul_detail::for_each_batch(BATCH, M * K * N, [&](Index i) {
     gemm(a + i * M * K, trans_a, b_shared ? b : b + i * K * N, trans_b, y + i * M * N, M, K, N, false);
   });
 }
@@ -113,14 +116,14 @@ void matmul_backward(const Scalar* dy, const Scalar* a, const Scalar* b, Scalar*
       if (da) grad_a(0, BATCH * M);
       if (db) grad_b(0, BATCH * M);
     } else {
-      if (da) matmul_detail::for_each_batch(BATCH, [&](Index i) { grad_a(i, M); });
+      if (da) matmul_detail::for_each_batch(BATCH, M * K * N, [&](Index i) { grad_a(i, M); });
       // Every batch adds into the one db: in order, each GEMM threaded by Eigen.
       if (db)
         for (Index i = 0; i < BATCH; ++i) grad_b(i, M);
     }
     return;
   }
-  matmul_detail::for_each_batch(BATCH, [&](Index i) {
+  matmul_detail::for_each_batch(BATCH, M * K * N, [&](Index i) {
     if (da) grad_a(i, M);
     if (db) grad_b(i, M);
   });

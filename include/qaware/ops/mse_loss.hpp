@@ -14,8 +14,8 @@
 namespace qaware {
 namespace ops {
 
-// a (N), b (N) -> loss (1). Blocks of 4096 squared differences are summed
-// in Scalar, the block sums in double, in a fixed order.
+// a (N), b (N) -> loss (1). The differences are formed in Scalar, squared
+// and summed in double (blocks of 4096, then the block sums in a fixed order).
 template <typename Scalar>
 void mse_loss_forward(const Scalar* a, const Scalar* b, Scalar* loss, Index N) {
   constexpr Index kBlock = 4096;
@@ -24,8 +24,8 @@ void mse_loss_forward(const Scalar* a, const Scalar* b, Scalar* loss, Index N) {
   parallel_for(0, blocks, std::max<Index>(1, detail::kElementGrain / kBlock), [&](Index b0, Index b1) {
     for (Index blk = b0; blk < b1; ++blk) {
       const Index lo = blk * kBlock, n = std::min(kBlock, N - lo);
-      partial[static_cast<std::size_t>(blk)] = static_cast<double>(
-          (ConstVectorMap<Scalar>(a + lo, n) - ConstVectorMap<Scalar>(b + lo, n)).squaredNorm());
+      partial[static_cast<std::size_t>(blk)] =
+          (ConstVectorMap<Scalar>(a + lo, n) - ConstVectorMap<Scalar>(b + lo, n)).template cast<double>().squaredNorm();
     }
   });
   double s = 0.0;

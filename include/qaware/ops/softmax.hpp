@@ -9,6 +9,10 @@
 // softmax (PyTorch returns NaN there); qaware defines its output as all zeros
 // and its gradient as zero, so a fully masked row drops out instead of
 // spreading NaN. NaN inputs still give NaN.
+// Probabilities below the smallest normal number (exp of anything under
+// about -87 in float) are stored as exactly 0: Eigen's vectorised exp
+// returns a denormal there instead of 0 (so a masked key would otherwise
+// get ~1e-39), and denormals slow every later product that touches them.
 // The backward reads the output y (the op's own value), not a copy.
 
 #include <cmath>
@@ -35,6 +39,7 @@ void softmax_forward(const Scalar* x, const Scalar* mask, const detail::RowBroad
   using ConstArr = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   if (C == 0) return;
   const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+  const Scalar tiny = std::numeric_limits<Scalar>::min();
   parallel_for(0, R, detail::row_grain(C), [&](Index r0, Index r1) {
     detail::StridedCursor<1> cur(mask_rows.dims, {&mask_rows.strides}, mask ? r0 : 0);
     for (Index r = r0; r < r1; ++r) {
@@ -61,6 +66,7 @@ void softmax_forward(const Scalar* x, const Scalar* mask, const detail::RowBroad
       else
         Y = (ConstArr(x + r * C, C) - mx).exp();
       Y *= Scalar(1) / Y.sum();
+      for (Index j = 0; j < C; ++j) Y[j] = Y[j] < tiny ? Scalar(0) : Y[j];  // flush denormals
     }
   });
 }

@@ -14,9 +14,10 @@
 namespace qaware {
 namespace detail {
 
-// factor * sum of x (N). Blocks of 4096 elements are summed by Eigen
-// (vectorised), the block sums in double, in a fixed order: the result does
-// not depend on the thread count.
+// factor * sum of x (N), accumulated in double: blocks of 4096 elements are
+// summed by Eigen after conversion to double, the block sums in a fixed
+// order, so the result does not depend on the thread count and a float
+// total is within one rounding of the exact sum for any reasonable N.
 template <typename Scalar>
 Scalar reduce_all(const Scalar* x, Index N, double factor) {
   constexpr Index kBlock = 4096;
@@ -25,7 +26,7 @@ Scalar reduce_all(const Scalar* x, Index N, double factor) {
   parallel_for(0, blocks, std::max<Index>(1, kElementGrain / kBlock), [&](Index b0, Index b1) {
     for (Index b = b0; b < b1; ++b) {
       const Index lo = b * kBlock, n = std::min(kBlock, N - lo);
-      partial[static_cast<std::size_t>(b)] = static_cast<double>(ConstVectorMap<Scalar>(x + lo, n).sum());
+      partial[static_cast<std::size_t>(b)] = ConstVectorMap<Scalar>(x + lo, n).template cast<double>().sum();
     }
   });
   double s = 0.0;
