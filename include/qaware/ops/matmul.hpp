@@ -32,12 +32,11 @@ void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M
     return;
   }
   ConstMatrixMap<Scalar> X(x, tx ? K : M, tx ? M : K), Y(y, ty ? N : K, ty ? K : N);
-  auto run = [&](const auto& lhs, const auto& rhs) {
-    if (accumulate)
-      C.noalias() += lhs * rhs;
-    else
-      C.noalias() = lhs * rhs;
-  };
+  // Only `+=` products: `=` would instantiate a second set of Eigen's
+  // product kernels (compile time, especially under sanitizers) for the
+  // price of one memset.
+  if (!accumulate) C.setZero();
+  auto run = [&](const auto& lhs, const auto& rhs) { C.noalias() += lhs * rhs; };
   if (!tx && !ty)
     run(X, Y);
   else if (!tx)
