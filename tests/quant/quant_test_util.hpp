@@ -52,6 +52,20 @@ template <typename T>
   return ::testing::AssertionFailure() << bad << " of " << n << " elements differ\n" << msg;
 }
 
+// Value equality of two float buffers where NaN equals NaN and -0 equals +0
+// (gradients accumulate into zeros, so a -0 term comes out as +0).
+template <typename T>
+::testing::AssertionResult values_equal(const T* a, const T* b, Index n, const std::string& what) {
+  int bad = 0;
+  std::string msg;
+  for (Index i = 0; i < n; ++i) {
+    const bool same = (a[i] == b[i]) || (std::isnan(a[i]) && std::isnan(b[i]));
+    if (!same && ++bad <= 5) msg += what + "[" + std::to_string(i) + "]: " + std::to_string(a[i]) + " vs " + std::to_string(b[i]) + "\n";
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << n << " elements differ\n" << msg;
+}
+
 inline std::string case_prefix(const std::string& group, std::int64_t i) {
   return group + "." + std::to_string(i) + ".";
 }
