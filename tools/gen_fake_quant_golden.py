@@ -265,6 +265,299 @@ def gen_learnable():
     w.write(os.path.join(OUT, "fake_quant_learnable.qfx"))
 
 
+# ---------------------------------------------------------------------------
+# Observers.
+
+from torch.ao.quantization.observer import (  # noqa: E402
+    HistogramObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+)
+
+# (name, qaware spec fields, PyTorch observer kwargs). Spec fields: bits, signed, narrow, reduce,
+# custom (0/1), custom_min, custom_max.
+SPECS = [
+    ("int8", (8, 1, 0, 0, 0, 0, 0), dict(dtype=torch.qint8)),
+    ("uint8", (8, 0, 0, 0, 0, 0, 0), dict(dtype=torch.quint8)),
+    ("int8_reduce", (8, 1, 0, 1, 0, 0, 0), dict(dtype=torch.qint8, reduce_range=True)),
+    ("uint8_reduce", (8, 0, 0, 1, 0, 0, 0), dict(dtype=torch.quint8, reduce_range=True)),
+    ("int4", (4, 1, 0, 0, 0, 0, 0), dict(dtype=torch.qint8, quant_min=-8, quant_max=7)),
+    ("uint4", (4, 0, 0, 0, 0, 0, 0), dict(dtype=torch.quint8, quant_min=0, quant_max=15)),
+    ("int4_reduce", (4, 1, 0, 1, 0, 0, 0), dict(dtype=torch.qint8, quant_min=-8, quant_max=7, reduce_range=True)),
+    ("int2", (2, 1, 0, 0, 0, 0, 0), dict(dtype=torch.qint8, quant_min=-2, quant_max=1)),
+    ("uint2", (2, 0, 0, 0, 0, 0, 0), dict(dtype=torch.quint8, quant_min=0, quant_max=3)),
+    ("int8_narrow", (8, 1, 1, 0, 0, 0, 0), dict(dtype=torch.qint8, quant_min=-127, quant_max=127)),
+    ("uint8_narrow", (8, 0, 1, 0, 0, 0, 0), dict(dtype=torch.quint8, quant_min=0, quant_max=254)),
+    ("uint8_custom", (8, 0, 0, 0, 1, 0, 255), dict(dtype=torch.quint8, quant_min=0, quant_max=255)),
+]
+
+
+def add_spec(w, p, spec_fields, symmetric):
+    names = ("bits", "signed", "narrow", "reduce", "custom", "custom_min", "custom_max")
+    for k, v in zip(names, spec_fields):
+        w.add(p + "spec." + k, np.int64(v))
+    w.add(p + "spec.symmetric", np.int64(symmetric))
+
+
+def qscheme(symmetric, per_channel=False):
+    if per_channel:
+        return torch.per_channel_symmetric if symmetric else torch.per_channel_affine
+    return torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+
+
+def allowed(kw, symmetric):
+    # PyTorch refuses symmetric quint8 with reduce_range.
+    return not (symmetric and kw["dtype"] == torch.quint8 and kw.get("reduce_range", False))
+
+
+def minmax_pairs(rng):
+    pairs = [(0.0, 0.0), (-1.0, 1.0), (0.0, 3.0), (-2.5, 0.0), (1.0, 1.0), (-1.0, -1.0), (2.0, 5.0), (-7.0, -3.0),
+             (-1e-10, 1e-10), (0.0, 1e-9), (-1e-6, 3e-7), (-3e38, 3e38), (-0.1, 25.5), (-127.0, 127.0),
+             (-128.0, 127.0), (0.0, 255.0)]
+    for _ in range(40):
+        a, b = sorted(rng.normal(0, rng.choice([0.01, 1.0, 100.0]), 2))
+        pairs.append((a, b))
+    for _ in range(8):
+        pairs.append((-abs(rng.normal(0, 1)), 0.0))
+        pairs.append((0.0, abs(rng.normal(0, 1))))
+    pairs.append((float("inf"), -float("inf")))  # nothing observed; must stay last (no fused golden)
+    return f32([p[0] for p in pairs]), f32([p[1] for p in pairs])
+
+
+def gen_observers():
+    w = FixtureWriter()
+    rng = np.random.default_rng(3)
+
+    # choose_qparams: PyTorch's _calculate_qparams, and the fused op's ChooseQuantizationParams.
+    n = 0
+    mins, maxs = minmax_pairs(rng)
+    for name, fields, kw in SPECS:
+        for symmetric in (0, 1):
+            if not allowed(kw, symmetric):
+                continue
+            obs = MinMaxObserver(qscheme=qscheme(symmetric), **kw)
+            scales, zps = [], []
+            for a, b in zip(mins, maxs):
+                sc, zp = obs._calculate_qparams(torch.tensor(a), torch.tensor(b))
+                scales.append(sc.item())
+                zps.append(zp.item())
+            fs, fz = [], []
+            for a, b in zip(mins[:-1], maxs[:-1]):  # the fused op needs an observed range
+                x = torch.tensor([a, b])
+                rmin, rmax = torch.tensor([float("inf")]), torch.tensor([-float("inf")])
+                sc, zp = torch.tensor([1.0]), torch.tensor([0], dtype=torch.int32)
+                torch.fused_moving_avg_obs_fake_quant(x, torch.tensor([1]), torch.tensor([1]), rmin, rmax, sc, zp,
+                                                      0.01, obs.quant_min, obs.quant_max, 0, False, bool(symmetric))
+                fs.append(sc.item())
+                fz.append(zp.item())
+            p = f"qp.{n}."
+            add_spec(w, p, fields, symmetric)
+            w.add(p + "quant_min", np.int64(obs.quant_min))
+            w.add(p + "quant_max", np.int64(obs.quant_max))
+            w.add(p + "min", mins)
+            w.add(p + "max", maxs)
+            w.add(p + "scale", f32(scales))
+            w.add(p + "zero_point", np.array(zps, dtype=np.int64))
+            w.add(p + "fused_scale", f32(fs))
+            w.add(p + "fused_zero_point", np.array(fz, dtype=np.int64))
+            n += 1
+    w.add("qp.count", np.int64(n))
+
+    # MinMax and moving-average observers over a sequence of batches.
+    n = 0
+    for name, fields, kw, symmetric, cls, c in [
+        ("int8", SPECS[0][1], SPECS[0][2], 1, MinMaxObserver, 0.0),
+        ("uint8", SPECS[1][1], SPECS[1][2], 0, MinMaxObserver, 0.0),
+        ("int4", SPECS[4][1], SPECS[4][2], 0, MinMaxObserver, 0.0),
+        ("uint8", SPECS[1][1], SPECS[1][2], 0, MovingAverageMinMaxObserver, 0.01),
+        ("int8_narrow", SPECS[9][1], SPECS[9][2], 1, MovingAverageMinMaxObserver, 0.01),
+        ("uint4", SPECS[5][1], SPECS[5][2], 0, MovingAverageMinMaxObserver, 0.3),
+        ("int8", SPECS[0][1], SPECS[0][2], 1, MovingAverageMinMaxObserver, 0.01),
+    ]:
+        extra = {} if cls is MinMaxObserver else dict(averaging_constant=c)
+        obs = cls(qscheme=qscheme(symmetric), **kw, **extra)
+        B = 6
+        batches = f32(rng.normal(rng.normal(0, 0.5, (B, 1)), rng.uniform(0.5, 3, (B, 1)), (B, 40)))
+        mins_t, maxs_t, scales, zps = [], [], [], []
+        for b in range(B):
+            obs(torch.tensor(batches[b]))
+            mins_t.append(obs.min_val.item())
+            maxs_t.append(obs.max_val.item())
+            sc, zp = obs.calculate_qparams()
+            scales.append(sc.item())
+            zps.append(zp.item())
+        p = f"mm.{n}."
+        add_spec(w, p, fields, symmetric)
+        w.add(p + "moving", np.int64(cls is MovingAverageMinMaxObserver))
+        w.add(p + "averaging_constant", np.float64(c))
+        w.add(p + "batches", batches)
+        w.add(p + "min", f32(mins_t))
+        w.add(p + "max", f32(maxs_t))
+        w.add(p + "scale", f32(scales))
+        w.add(p + "zero_point", np.array(zps, dtype=np.int64))
+        n += 1
+    w.add("mm.count", np.int64(n))
+
+    # Per-channel observers on every axis of a rank-3 input.
+    n = 0
+    for axis in range(3):
+        for cls, c, (name, fields, kw), symmetric in [
+            (PerChannelMinMaxObserver, 0.0, SPECS[0], 1),
+            (MovingAveragePerChannelMinMaxObserver, 0.01, SPECS[1], 0),
+            (MovingAveragePerChannelMinMaxObserver, 0.2, SPECS[4], 1),
+        ]:
+            extra = {} if cls is PerChannelMinMaxObserver else dict(averaging_constant=c)
+            obs = cls(ch_axis=axis, qscheme=qscheme(symmetric, True), **kw, **extra)
+            B = 3
+            batches = f32(rng.normal(0, rng.uniform(0.5, 2, (B, 1, 1, 1)), (B, 4, 6, 5)))
+            mins_t, maxs_t = [], []
+            for b in range(B):
+                obs(torch.tensor(batches[b]))
+                mins_t.append(obs.min_val.numpy().copy())
+                maxs_t.append(obs.max_val.numpy().copy())
+            sc, zp = obs.calculate_qparams()
+            p = f"pcobs.{n}."
+            add_spec(w, p, fields, symmetric)
+            w.add(p + "axis", np.int64(axis))
+            w.add(p + "moving", np.int64(cls is MovingAveragePerChannelMinMaxObserver))
+            w.add(p + "averaging_constant", np.float64(c))
+            w.add(p + "batches", batches)
+            w.add(p + "min", f32(mins_t))
+            w.add(p + "max", f32(maxs_t))
+            w.add(p + "scale", sc.float())
+            w.add(p + "zero_point", zp.to(torch.int64))
+            n += 1
+    w.add("pcobs.count", np.int64(n))
+
+    # Percentile and MSE observers: references written out here (they are not PyTorch's).
+    n = 0
+    for kind, (name, fields, kw), symmetric, c in [
+        ("percentile", SPECS[1], 0, None), ("percentile", SPECS[0], 1, 0.1), ("mse", SPECS[0], 1, None),
+        ("mse", SPECS[5], 0, None), ("mse", SPECS[1], 0, 0.05)]:
+        B = 3
+        batches = f32(rng.standard_t(3, (B, 500)) * rng.uniform(0.5, 2, (B, 1)))
+        obs = MinMaxObserver(qscheme=qscheme(symmetric), **kw)  # for its qparams only
+        lo_run = hi_run = 0.0
+        s_lo = s_hi = 0.0
+        batch_ranges, errs = [], []
+        for b in range(B):
+            x = batches[b]
+            if kind == "percentile":
+                lo, hi = percentile_range(x, 99.9)
+            else:
+                lo, hi, e = mse_range(x, obs, 100)
+                errs.append(e)
+            batch_ranges.append((lo, hi))
+            if c is None:
+                s_lo += lo
+                s_hi += hi
+                lo_run, hi_run = s_lo / (b + 1), s_hi / (b + 1)
+            elif b == 0:
+                lo_run, hi_run = lo, hi
+            else:
+                lo_run = lo_run + c * (lo - lo_run)
+                hi_run = hi_run + c * (hi - hi_run)
+        fmin, fmax = F32(lo_run), F32(hi_run)
+        sc, zp = obs._calculate_qparams(torch.tensor(fmin), torch.tensor(fmax))
+        p = f"est.{n}."
+        add_spec(w, p, fields, symmetric)
+        w.add(p + "kind", np.int64(kind == "mse"))
+        w.add(p + "percentile", np.float64(99.9))
+        w.add(p + "candidates", np.int64(100))
+        w.add(p + "averaging_constant", np.float64(c if c is not None else 0.0))
+        w.add(p + "batches", batches)
+        w.add(p + "batch_range", np.array(batch_ranges, dtype=np.float64))
+        if errs:
+            w.add(p + "errors", np.array(errs, dtype=np.float64))
+        w.add(p + "min", fmin)
+        w.add(p + "max", fmax)
+        w.add(p + "scale", sc.float())
+        w.add(p + "zero_point", zp.to(torch.int64))
+        n += 1
+    w.add("est.count", np.int64(n))
+    w.write(os.path.join(OUT, "fake_quant_observers.qfx"))
+
+
+def percentile_range(x, pct):
+    """Batch percentiles, 'linear' definition, in double (see PercentileObserver)."""
+    v = np.sort(x.astype(np.float64))
+    n = v.size
+
+    def quantile(q):
+        h = float(n - 1) * q
+        i = min(int(math.floor(h)), n - 1)
+        j = min(i + 1, n - 1)
+        t = h - i
+        return v[i] + (v[j] - v[i]) * t
+
+    q = pct / 100.0
+    hi, lo = quantile(q), quantile(1.0 - q)
+    # The definition is numpy's default ("linear") quantile.
+    assert abs(hi - np.quantile(x.astype(np.float64), q)) <= 1e-12 * max(1.0, abs(hi))
+    return lo, hi
+
+
+def mse_range(x, obs, K):
+    """Clipping range minimising the fake-quant squared error (see MseObserver), with PyTorch's ops."""
+    a, b = float(x.min()), float(x.max())
+    xt = torch.tensor(x)
+    errs = []
+    for k in range(1, K + 1):
+        frac = k / K
+        lo, hi = F32(a * frac), F32(b * frac)
+        sc, zp = obs._calculate_qparams(torch.tensor(lo), torch.tensor(hi))
+        y = torch.fake_quantize_per_tensor_affine(xt, sc.item(), int(zp.item()), obs.quant_min, obs.quant_max)
+        d = y.numpy().astype(np.float64) - x.astype(np.float64)
+        errs.append(math.fsum(d * d))
+    best = int(np.argmin(errs))  # first minimum
+    frac = (best + 1) / K
+    return float(F32(a * frac)), float(F32(b * frac)), errs
+
+
+# ---------------------------------------------------------------------------
+# HistogramObserver over several batches (own file: the histograms are large).
+
+def gen_histogram():
+    w = FixtureWriter()
+    rng = np.random.default_rng(4)
+    scen = [
+        ("uint8", [rng.normal(0, 1, 1200)], 0),
+        ("int8", [rng.normal(0, 1, 1200), rng.normal(0, 3, 1200), rng.normal(0.5, 2, 1200)], 1),
+        ("uint8", [rng.normal(0, 4, 1200), rng.normal(0, 1, 1200), rng.uniform(-3, 3, 1200)], 0),
+        ("uint8", [rng.uniform(0, 6, 1200) * (rng.random(1200) < 0.7), rng.exponential(1.5, 1200)], 0),
+        ("int8", [rng.uniform(-0.9, 0.9, 1200), rng.uniform(-0.97, 0.95, 1200)], 0),
+        ("uint8", [rng.uniform(0.5, 3.7, 1200), rng.uniform(0.2, 4.9, 1200)], 0),
+        ("int8", [np.full(500, 2.0), rng.normal(0, 2, 1200), rng.normal(1, 2, 1200)], 1),
+        ("int4", [rng.normal(0, 2, 1200), rng.laplace(0, 1.5, 1200)], 1),
+    ]
+    spec_by_name = {s[0]: s for s in SPECS}
+    for n, (name, batches, symmetric) in enumerate(scen):
+        _, fields, kw = spec_by_name[name]
+        obs = HistogramObserver(qscheme=qscheme(symmetric), **kw)
+        p = f"hist.{n}."
+        add_spec(w, p, fields, symmetric)
+        w.add(p + "batches", np.int64(len(batches)))
+        for b, x in enumerate(batches):
+            x = f32(x)
+            obs(torch.tensor(x))
+            w.add(p + f"x{b}", x)
+            w.add(p + f"histogram{b}", obs.histogram.numpy().copy())
+            w.add(p + f"min{b}", f32(obs.min_val.item()))
+            w.add(p + f"max{b}", f32(obs.max_val.item()))
+        new_min, new_max = obs._non_linear_param_search()
+        sc, zp = obs.calculate_qparams()
+        w.add(p + "search_min", f32(new_min.item()))
+        w.add(p + "search_max", f32(new_max.item()))
+        w.add(p + "scale", sc.float())
+        w.add(p + "zero_point", zp.to(torch.int64))
+    w.add("hist.count", np.int64(len(scen)))
+    w.write(os.path.join(OUT, "fake_quant_histogram.qfx"))
+
+
 if __name__ == "__main__":
     gen_ops()
     gen_learnable()
+    gen_observers()
+    gen_histogram()

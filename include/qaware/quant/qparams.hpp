@@ -13,8 +13,10 @@
 //      min_neg = min(min, 0), max_pos = max(max, 0)
 //      symmetric: scale = max(max(-min_neg, max_pos) / ((qmax - qmin) / 2), eps)
 //                 zero_point = 0 for signed ranges; for unsigned ranges 128 when
-//                 the range is PyTorch's default quint8 range [0, 255], else
-//                 floor((qmin + qmax) / 2)
+//                 the range is PyTorch's default (not customised) quint8 range
+//                 [0, 255], else floor((qmin + qmax) / 2) (PyTorch's rule for
+//                 customised ranges; PyTorch refuses symmetric uint8 with
+//                 reduce_range, which this rule gives zero point 63)
 //      affine:    scale = max((max_pos - min_neg) / (qmax - qmin), eps)
 //                 zero_point = clamp(qmin - round_half_even(min_neg / scale), qmin, qmax)
 //    with eps = torch.finfo(torch.float32).eps = 2^-23 by default. An
@@ -218,6 +220,12 @@ inline T opaque(T v) {
   return v;
 }
 
+// double -> float rounding that the optimiser must keep. GCC 12.2's SLP
+// vectorizer was seen to drop the round trip (double)(float)d -> d when two
+// such conversions sit side by side (tests/quant caught it); opaque() pins
+// the float.
+inline float to_float(double v) { return opaque(static_cast<float>(v)); }
+
 // Python's floor division of integers.
 inline std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   std::int64_t q = a / b;
@@ -267,7 +275,8 @@ inline QParams observer_qparams(float min_val, float max_val, const QRange& r, b
     if (is_signed) {
       q.zero_point = 0;
     } else {
-      q.zero_point = r.customized ? static_cast<std::int32_t>(floor_div(r.quant_min + r.quant_max, 2)) : 128;
+      const bool default_quint8 = !r.customized && r.quant_min == 0 && r.quant_max == 255;
+      q.zero_point = default_quint8 ? 128 : static_cast<std::int32_t>(floor_div(r.quant_min + r.quant_max, 2));
     }
   } else {
     const float levels = static_cast<float>(r.quant_max - r.quant_min);
@@ -291,8 +300,8 @@ inline QParams fused_qparams(float min, float max, std::int64_t qmin64, std::int
     const int symmetric_qmin = -((qmax - qmin) / 2 + 1);
     const int symmetric_qmax = (qmax - qmin) / 2;
     const double max_scale = std::max(std::fabs(min / symmetric_qmin), std::fabs(max / symmetric_qmax));
-    min = static_cast<float>(max_scale * symmetric_qmin);
-    max = static_cast<float>(max_scale * symmetric_qmax);
+    min = to_float(max_scale * symmetric_qmin);
+    max = to_float(max_scale * symmetric_qmax);
   }
   min = std::min(min, 0.0f);
   max = std::max(max, 0.0f);
@@ -327,7 +336,7 @@ inline QParams fused_qparams(float min, float max, std::int64_t qmin64, std::int
   } else {
     nudged = static_cast<std::int32_t>(std::nearbyint(initial_zp));
   }
-  return {static_cast<float>(scale), nudged};
+  return {to_float(scale), nudged};
 }
 
 }  // namespace detail
