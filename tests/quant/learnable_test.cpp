@@ -75,8 +75,11 @@ TEST(LearnableTest, PerTensorForwardAndGradientsMatchTorch) {
 
     // Tape op, with the golden's grad factor (or the LSQ default, which must be the same number).
     LearnableOptions opt;
-    if (f.scalar<std::int64_t>(p + "lsq_default") == 0) opt.grad_factor = gf;
-    else EXPECT_EQ(static_cast<float>(1.0 / std::sqrt(double(x.numel()) * double(qmax))), static_cast<float>(gf));
+    if (f.scalar<std::int64_t>(p + "lsq_default") == 0) {
+      opt.grad_factor = gf;
+    } else {
+      EXPECT_EQ(static_cast<float>(1.0 / std::sqrt(double(x.numel()) * double(qmax))), static_cast<float>(gf));
+    }
     Tape<float> tape;
     Var<float> xv = tape.leaf(x), sv = tape.leaf(DynTensor<float>({1}, scale)), zv = tape.leaf(DynTensor<float>({1}, zp));
     Var<float> yv = fake_quantize_learnable_per_tensor_affine(xv, sv, zv, qmin, qmax, opt);
