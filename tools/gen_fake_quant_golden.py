@@ -477,7 +477,62 @@ def gen_observers():
         w.add(p + "zero_point", zp.to(torch.int64))
         n += 1
     w.add("est.count", np.int64(n))
+    gen_modules(w, rng)
     w.write(os.path.join(OUT, "fake_quant_observers.qfx"))
+
+
+def gen_modules(w, rng):
+    """torch.ao.quantization.FakeQuantize and _LearnableFakeQuantize over several steps."""
+    from torch.ao.quantization.fake_quantize import FakeQuantize
+    from torch.ao.quantization._learnable_fake_quantize import _LearnableFakeQuantize
+
+    # step plan: (observer on, fake quant on)
+    plan = [(1, 1), (1, 1), (1, 1), (0, 1), (0, 0), (1, 1)]
+    cases = [
+        ("fqm.0.", SPECS[1], 0, None, dict(observer=MovingAverageMinMaxObserver), (6, 16)),
+        ("fqm.1.", SPECS[0], 1, 1, dict(observer=MovingAveragePerChannelMinMaxObserver, ch_axis=1), (3, 4, 5)),
+        ("fqm.2.", SPECS[4], 0, None, dict(observer=MinMaxObserver), (40,)),
+    ]
+    for p, (name, fields, kw), symmetric, axis, okw, shape in cases:
+        fq = FakeQuantize(qscheme=qscheme(symmetric, axis is not None), **kw, **okw)
+        add_spec(w, p, fields, symmetric)
+        w.add(p + "axis", np.int64(-1 if axis is None else axis))
+        w.add(p + "moving", np.int64(okw["observer"] is not MinMaxObserver))
+        w.add(p + "steps", np.int64(len(plan)))
+        for t, (obs_on, fq_on) in enumerate(plan):
+            fq.enable_observer(bool(obs_on))
+            fq.enable_fake_quant(bool(fq_on))
+            x = f32(rng.normal(0.2 * t, 1 + 0.3 * t, shape))
+            y = fq(torch.tensor(x))
+            w.add(p + f"x{t}", x)
+            w.add(p + f"y{t}", y)
+            w.add(p + f"scale{t}", fq.scale.detach().clone())
+            w.add(p + f"zero_point{t}", fq.zero_point.detach().clone().to(torch.int64))
+            w.add(p + f"plan{t}", np.array([obs_on, fq_on], dtype=np.int64))
+
+    # Learnable: two static-estimate steps, then parameter learning with a backward pass.
+    p = "lfqm.0."
+    lfq = _LearnableFakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
+                                 use_grad_scaling=True, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    add_spec(w, p, SPECS[1][1], 0)
+    for t in range(2):
+        x = f32(rng.normal(0.1, 1.5, (8, 12)))
+        y = lfq(torch.tensor(x))
+        w.add(p + f"x{t}", x)
+        w.add(p + f"y{t}", y.detach())
+        w.add(p + f"scale{t}", lfq.scale.detach().clone())
+        w.add(p + f"zero_point{t}", lfq.zero_point.detach().clone())
+    lfq.enable_param_learning()
+    x = torch.tensor(f32(rng.normal(0.1, 2.5, (8, 12))), requires_grad=True)
+    dy = torch.tensor(f32(rng.normal(0, 1, (8, 12))))
+    y = lfq(x)
+    y.backward(dy)
+    w.add(p + "x2", x.detach())
+    w.add(p + "dy2", dy)
+    w.add(p + "y2", y.detach())
+    w.add(p + "dx2", x.grad)
+    w.add(p + "dscale2", lfq.scale.grad)
+    w.add(p + "dzero_point2", lfq.zero_point.grad)
 
 
 def percentile_range(x, pct):
