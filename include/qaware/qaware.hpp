@@ -16,3 +16,12 @@
 
 // ops: differentiable ops, one per header
 #include "qaware/ops/linear.hpp"
+
+// quant: PyTorch-exact fake quantization (per tensor / per channel, STE,
+// learnable LSQ), qparams, observers, the FakeQuantize module
+#include "qaware/quant/fake_quantize.hpp"
+#include "qaware/quant/fake_quantize_module.hpp"
+#include "qaware/quant/histogram_observer.hpp"
+#include "qaware/quant/learnable.hpp"
+#include "qaware/quant/observers.hpp"
+#include "qaware/quant/qparams.hpp"

@@ -163,12 +163,17 @@ TEST(FakeQuantizeTest, SimdKernelsAgreeWithScalarOnRandomData) {
         ASSERT_EQ(ref.output[i], (qc - static_cast<float>(zp[static_cast<std::size_t>(c)])) * scale[static_cast<std::size_t>(c)]);
         ASSERT_EQ(ref.mask[i], qf >= 0.0f && qf <= 255.0f);
       }
-      for (auto isa : test::runnable_isas()) {
-        test::IsaLimit limit(isa);
-        const auto got = fake_quantize_per_channel_affine_cachemask(x, scale, zp, axis, 0, 255);
-        ASSERT_TRUE(test::bits_equal(got.output.data(), ref.output.data(), x.numel(), "y"));
-        for (Index i = 0; i < ref.mask.num_words(); ++i) ASSERT_EQ(got.mask.words()[i], ref.mask.words()[i]);
+      const std::size_t prev_stream = detail::fq::stream_threshold().load();
+      for (std::size_t threshold : {prev_stream, std::size_t(0)}) {  // with and without streaming stores
+        detail::fq::stream_threshold().store(threshold);
+        for (auto isa : test::runnable_isas()) {
+          test::IsaLimit limit(isa);
+          const auto got = fake_quantize_per_channel_affine_cachemask(x, scale, zp, axis, 0, 255);
+          ASSERT_TRUE(test::bits_equal(got.output.data(), ref.output.data(), x.numel(), "y"));
+          for (Index i = 0; i < ref.mask.num_words(); ++i) ASSERT_EQ(got.mask.words()[i], ref.mask.words()[i]);
+        }
       }
+      detail::fq::stream_threshold().store(prev_stream);
     }
   }
 }

@@ -160,13 +160,15 @@ void fake_quantize_per_channel_forward(const Scalar* x, Scalar* y, std::uint64_t
       inv[static_cast<std::size_t>(p)] = Scalar(1) / scale[c];
       zp[static_cast<std::size_t>(p)] = static_cast<Scalar>(zero_point[c]);
     }
+    const bool stream = fq::use_streaming_stores(N, sizeof(Scalar));
     parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
       const Index b = b0 * 64, e = std::min(N, b1 * 64);
       if (mask) std::fill(mask + b0, mask + b1, std::uint64_t(0));
       for (Index i = b; i < e;) {
         const Index pos = i % L;
         const Index end = std::min(e, i + (L - pos));
-        fq::affine_vec(x + i, y + i, end - i, sc.data() + pos, inv.data() + pos, zp.data() + pos, qmin, qmax, mask, i);
+        fq::affine_vec(x + i, y + i, end - i, sc.data() + pos, inv.data() + pos, zp.data() + pos, qmin, qmax, mask, i,
+                       stream);
         i = end;
       }
     });

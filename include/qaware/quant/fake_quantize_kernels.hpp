@@ -239,8 +239,10 @@ __attribute__((target("avx2,fma"))) inline void affine_run_avx2(const float* x, 
 
 __attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, float* y, Index n, const float* scale,
                                                                  const float* inv_scale, const float* zpv, float qmin,
-                                                                 float qmax, std::uint64_t* words, Index bitpos) {
+                                                                 float qmax, std::uint64_t* words, Index bitpos,
+                                                                 bool stream) {
   const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax), big = _mm256_set1_ps(kInt64Limit<float>);
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
@@ -249,8 +251,12 @@ __attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, 
     for (; 8 * k + 8 <= chunk; ++k) {
       const Index j = i + 8 * k;
       __m256 inr;
-      _mm256_storeu_ps(y + j, fq8_avx2(_mm256_loadu_ps(x + j), _mm256_loadu_ps(scale + j),
-                                       _mm256_loadu_ps(inv_scale + j), _mm256_loadu_ps(zpv + j), lo, hi, big, inr));
+      const __m256 out = fq8_avx2(_mm256_loadu_ps(x + j), _mm256_loadu_ps(scale + j), _mm256_loadu_ps(inv_scale + j),
+                                  _mm256_loadu_ps(zpv + j), lo, hi, big, inr);
+      if (stream)
+        _mm256_stream_ps(y + j, out);
+      else
+        _mm256_storeu_ps(y + j, out);
       bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
     }
     for (int t = 8 * k; t < chunk; ++t) {
@@ -262,6 +268,7 @@ __attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, 
     if (words) put_bits(words, bitpos + i, bits, chunk);
     i += chunk;
   }
+  if (stream) _mm_sfence();
 }
 
 // ---------------------------------------------------------------------------
@@ -323,8 +330,9 @@ __attribute__((target("avx512f"))) inline void affine_run_avx512(const float* x,
 __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x, float* y, Index n,
                                                                   const float* scale, const float* inv_scale,
                                                                   const float* zpv, float qmin, float qmax,
-                                                                  std::uint64_t* words, Index bitpos) {
+                                                                  std::uint64_t* words, Index bitpos, bool stream) {
   const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax), big = _mm512_set1_ps(kInt64Limit<float>);
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
@@ -333,8 +341,12 @@ __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x,
     for (; 16 * k + 16 <= chunk; ++k) {
       const Index j = i + 16 * k;
       __mmask16 inr;
-      _mm512_storeu_ps(y + j, fq16_avx512(_mm512_loadu_ps(x + j), _mm512_loadu_ps(scale + j),
-                                          _mm512_loadu_ps(inv_scale + j), _mm512_loadu_ps(zpv + j), lo, hi, big, inr));
+      const __m512 out = fq16_avx512(_mm512_loadu_ps(x + j), _mm512_loadu_ps(scale + j),
+                                     _mm512_loadu_ps(inv_scale + j), _mm512_loadu_ps(zpv + j), lo, hi, big, inr);
+      if (stream)
+        _mm512_stream_ps(y + j, out);
+      else
+        _mm512_storeu_ps(y + j, out);
       bits |= std::uint64_t(inr) << (16 * k);
     }
     for (int t = 16 * k; t < chunk; ++t) {
@@ -346,6 +358,7 @@ __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x,
     if (words) put_bits(words, bitpos + i, bits, chunk);
     i += chunk;
   }
+  if (stream) _mm_sfence();
 }
 
 // ---------------------------------------------------------------------------
@@ -386,14 +399,15 @@ inline void affine_run(const S* x, S* y, Index n, const Affine<S>& p, std::uint6
 
 template <typename S>
 inline void affine_vec(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin, S qmax,
-                       std::uint64_t* words, Index bitpos) {
+                       std::uint64_t* words, Index bitpos, bool stream) {
 #if QAWARE_FQ_X86
   if constexpr (std::is_same_v<S, float>) {
     const Isa isa = active_isa();
-    if (isa == Isa::Avx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
-    if (isa == Isa::Avx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
+    if (isa == Isa::Avx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+    if (isa == Isa::Avx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
   }
 #endif
+  (void)stream;
   affine_vec_scalar(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
 }
 
