@@ -141,26 +141,43 @@ inline Affine<S> make_affine(S scale, std::int64_t zero_point, std::int64_t quan
 template <typename S>
 inline constexpr S kInt64Limit = S(9223372036854775808.0);
 
+// Round to the nearest integer, ties to even (under the default rounding
+// mode). std::rint returns exactly what PyTorch's std::nearbyint returns; it
+// may also raise FE_INEXACT, which nobody reads, and it is much faster: glibc's
+// nearbyint saves and restores the floating-point environment on every call.
+template <typename S>
+inline S round_half_even(S v) {
+  return std::rint(v);
+}
+
 template <typename S>
 inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& in_range) {
-  const S qf = zp + std::nearbyint(x * inv_scale);
+  const S qf = zp + round_half_even(x * inv_scale);
   in_range = (qf >= qmin) && (qf <= qmax);
   const S qc = (qf < kInt64Limit<S>) ? std::min(std::max(qf, qmin), qmax) : qmin;  // NaN fails the test too
   return (qc - zp) * scale;
 }
 
+// Packs 64 (or fewer) 0/1 bytes into a word, bit k = in[k].
+inline std::uint64_t pack_bits(const unsigned char* in, int n) {
+  std::uint64_t bits = 0;
+  for (int k = 0; k < n; ++k) bits |= std::uint64_t(in[k]) << k;
+  return bits;
+}
+
 template <typename S>
 inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos) {
+  unsigned char in[64];
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
-    std::uint64_t bits = 0;
+    // Branch-free body (the compiler can vectorize it), then the bit packing.
     for (int k = 0; k < chunk; ++k) {
-      bool in;
-      y[i + k] = fake_quant_one(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
-      bits |= std::uint64_t(in) << k;
+      bool b;
+      y[i + k] = fake_quant_one(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, b);
+      in[k] = static_cast<unsigned char>(b);
     }
-    if (words) put_bits(words, bitpos + i, bits, chunk);
+    if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
     i += chunk;
   }
 }
@@ -169,17 +186,17 @@ inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std
 template <typename S>
 inline void affine_vec_scalar(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin,
                               S qmax, std::uint64_t* words, Index bitpos) {
+  unsigned char in[64];
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
-    std::uint64_t bits = 0;
     for (int k = 0; k < chunk; ++k) {
       const Index j = i + k;
-      bool in;
-      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, in);
-      bits |= std::uint64_t(in) << k;
+      bool b;
+      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, b);
+      in[k] = static_cast<unsigned char>(b);
     }
-    if (words) put_bits(words, bitpos + i, bits, chunk);
+    if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
     i += chunk;
   }
 }

@@ -177,7 +177,13 @@ class HistogramObserver : public Observer {
   Adjusted adjust_min_max(float cmin, float cmax) const {
     const float hist_bin_width = (max_val_ - min_val_) / static_cast<float>(opt_.bins * opt_.upsample_rate);
     const float grid = mul(static_cast<float>(opt_.bins), hist_bin_width);
-    const auto downsample = static_cast<std::int64_t>(std::ceil((cmax - cmin) / grid));
+    const float ratio = std::ceil((cmax - cmin) / grid);
+    // PyTorch would allocate bins * ratio floats here; we never do, but the
+    // integer arithmetic must not overflow.
+    QAWARE_CHECK(hist_bin_width > 0.0f && ratio <= 1e12f, name(), ": the new range [", cmin, ", ", cmax,
+                 "] is too wide relative to the observed range [", min_val_, ", ", max_val_,
+                 "] to combine the histograms (downsampling factor ", ratio, ")");
+    const auto downsample = static_cast<std::int64_t>(ratio);
     const float e = mul(static_cast<float>(downsample), grid) - (cmax - cmin);
     Adjusted a;
     a.min = cmin;

@@ -92,7 +92,7 @@ void fake_quantize_learnable_backward_run(const Scalar* x, const Scalar* dy, Sca
   double ds = 0.0, dz = 0.0;
   for (Index i = 0; i < n; ++i) {
     const Scalar xi = x[i], g = dy[i];
-    const Scalar q = std::nearbyint(std::fma(xi, inv, zp));
+    const Scalar q = detail::fq::round_half_even(std::fma(xi, inv, zp));
     const bool below = !(q < detail::fq::kInt64Limit<Scalar>) || q < qmin;  // NaN / overflow -> INT64_MIN
     const bool above = !below && q > qmax;
     if (dx) {
