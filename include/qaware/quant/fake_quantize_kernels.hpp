@@ -16,11 +16,12 @@
 //
 // PyTorch's conversion to int64 is undefined behaviour in C++ when qf is NaN
 // or |qf| >= 2^63; on x86 it yields INT64_MIN, which the clamp sends to
-// quant_min. We reproduce that result everywhere, on every ISA: if qf is NaN
-// (x NaN, or x = +-inf times ...) or qf >= 2^63 (x = +inf or huge), then
-// y = (quant_min - zp) * scale and in_range is false; qf <= -2^63 clamps to
-// quant_min as well. So NaN, +inf, -inf and |x / scale| >= 2^63 all map to
-// the lowest level. (Verified against torch 1.13 in the goldens.) The clamp
+// quant_min. We reproduce that result on every ISA and platform: if qf is
+// NaN (x is NaN) or qf >= 2^63 (x = +inf, or x / scale huge and positive),
+// then y = (quant_min - zp) * scale and in_range is false; qf <= -2^63
+// (x = -inf, or hugely negative) clamps to quant_min anyway. So NaN, +inf, -inf and |x / scale| >= 2^63 all give the
+// lowest level with a zero STE mask (verified against torch 1.13 in the
+// goldens: x = +inf gives quant_min there too, not quant_max). The clamp
 // and the subtraction are exact in float for ranges within +-2^24, and
 // (q - zp) * scale rounded once to float equals PyTorch's double product
 // rounded to float.
