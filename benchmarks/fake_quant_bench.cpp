@@ -122,6 +122,23 @@ void BM_FakeQuantBackward(benchmark::State& state) {
   state.counters["GB"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Cache-resident size (256 x 1024 floats: 1 MiB in, 1 MiB out, fits the L3):
+// the kernel's compute throughput without the DRAM limit. Same byte count.
+void BM_FakeQuantPerTensorInCache(benchmark::State& state) {
+  qaware::set_num_threads(1);
+  if (!select_isa(state, static_cast<fq::Isa>(state.range(0)))) return;
+  constexpr Index n = 256 * 1024;
+  Buffers& b = buffers();
+  for (auto _ : state) {
+    qaware::ops::fake_quantize_per_tensor_forward(b.x.data(), b.y.data(), b.mask.words(), n, 0.0004f, 0, -128, 127);
+    benchmark::DoNotOptimize(b.y.data());
+    benchmark::ClobberMemory();
+  }
+  fq::isa_limit().store(static_cast<int>(fq::Isa::Avx512));
+  state.counters["GB"] = benchmark::Counter(static_cast<double>(n) * (8.0 + 1.0 / 8.0) / 1e9,
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The bandwidth ceiling: memcpy of the same 48 MiB (4 read + 4 written per element).
 void BM_Memcpy(benchmark::State& state) {
   Buffers& b = buffers();
@@ -147,6 +164,7 @@ BENCHMARK(BM_FakeQuantPerChannel)
     ->ArgsProduct({{0, 1, 2}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_FakeQuantPerTensorInCache)->ArgNames({"isa"})->DenseRange(0, 2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_FakeQuantBackward)->ArgNames({"isa"})->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

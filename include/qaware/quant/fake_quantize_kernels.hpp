@@ -154,8 +154,12 @@ inline S round_half_even(S v) {
 template <typename S>
 inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& in_range) {
   const S qf = zp + round_half_even(x * inv_scale);
-  in_range = (qf >= qmin) && (qf <= qmax);
-  const S qc = (qf < kInt64Limit<S>) ? std::min(std::max(qf, qmin), qmax) : qmin;  // NaN fails the test too
+  in_range = (qf >= qmin) & (qf <= qmax);
+  // Written as selects (no branches): a NaN qf fails `qf > qmin` and becomes
+  // qmin; qf >= 2^63 (int64 overflow in PyTorch) becomes qmin as well.
+  S qc = qf > qmin ? qf : qmin;
+  qc = qc < qmax ? qc : qmax;
+  qc = qf >= kInt64Limit<S> ? qmin : qc;
   return (qc - zp) * scale;
 }
 
