@@ -21,7 +21,7 @@ scale_c = torch.rand(C, generator=g) * 0.0004 + 0.0002
 zp_c = torch.randint(-2, 3, (C,), generator=g, dtype=torch.int32)
 
 
-def bench(name, fn, reps=10, bytes_per_elem=4 + 4 + 1 / 8):
+def bench(name, fn, reps=30, bytes_per_elem=4 + 4 + 1 / 8):
     fn()
     best = float("inf")
     for _ in range(reps):

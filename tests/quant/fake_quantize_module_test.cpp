@@ -19,28 +19,17 @@ namespace {
 
 using test::Fixture;
 
-const Fixture& fixture() {
+const Fixture& module_fixture() {
   static const Fixture f = Fixture::load("fake_quant_observers.qfx");
   return f;
 }
 
-QuantSpec spec_from(const Fixture& f, const std::string& p) {
-  auto i = [&](const char* k) { return f.scalar<std::int64_t>(p + "spec." + k); };
-  QuantSpec s;
-  s.bits = static_cast<int>(i("bits"));
-  s.is_signed = i("signed") != 0;
-  s.narrow_range = i("narrow") != 0;
-  s.reduce_range = i("reduce") != 0;
-  s.symmetric = i("symmetric") != 0;
-  return s;
-}
-
 TEST(FakeQuantizeModuleTest, MatchesTorchFakeQuantizeStepByStep) {
-  const Fixture& f = fixture();
+  const Fixture& f = module_fixture();
   for (int c = 0; c < 3; ++c) {
     const std::string p = "fqm." + std::to_string(c) + ".";
     FakeQuantizeConfig cfg;
-    cfg.spec = spec_from(f, p);
+    cfg.spec = test::spec_from(f, p);
     const auto axis = f.scalar<std::int64_t>(p + "axis");
     if (axis >= 0) cfg.spec.with_per_channel(static_cast<int>(axis));
     cfg.observer.kind = f.scalar<std::int64_t>(p + "moving") ? ObserverKind::MovingAverageMinMax : ObserverKind::MinMax;
@@ -85,10 +74,10 @@ TEST(FakeQuantizeModuleTest, MatchesTorchFakeQuantizeStepByStep) {
 }
 
 TEST(FakeQuantizeModuleTest, LearnableMatchesTorchLearnableFakeQuantize) {
-  const Fixture& f = fixture();
+  const Fixture& f = module_fixture();
   const std::string p = "lfqm.0.";
   FakeQuantizeConfig cfg;
-  cfg.spec = spec_from(f, p);
+  cfg.spec = test::spec_from(f, p);
   cfg.learnable = true;  // grad factor: LSQ default, as use_grad_scaling=True
   FakeQuantize<float> fq(cfg);
   for (int t = 0; t < 2; ++t) {

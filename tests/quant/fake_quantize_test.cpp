@@ -293,43 +293,34 @@ TEST(FakeQuantizeTest, EigenTensorAndQuantParamsOverloads) {
   EXPECT_TRUE(test::bits_equal(yc.data(), yq.data(), 12, "y"));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 TEST(FakeQuantizeTest, ValidationNamesTheOffendingValues) {
   DynTensor<float> x({2, 3}, 0.5f);
   using ::testing::HasSubstr;
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, 0.0f, 0, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, 0.0f, 0, -8, 7); }),
               HasSubstr("scale must be positive and finite, got 0"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, -0.5f, 0, -8, 7); }), HasSubstr("got -0.5"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, std::nanf(""), 0, -8, 7); }), HasSubstr("got nan"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, std::numeric_limits<float>::infinity(), 0, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, -0.5f, 0, -8, 7); }), HasSubstr("got -0.5"));
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, std::nanf(""), 0, -8, 7); }), HasSubstr("got nan"));
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, std::numeric_limits<float>::infinity(), 0, -8, 7); }),
               HasSubstr("got inf"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 0, 7, -8); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 0, 7, -8); }),
               HasSubstr("quant_min (7) must not exceed quant_max (-8)"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 9, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 9, -8, 7); }),
               HasSubstr("zero_point 9 is outside [quant_min, quant_max] = [-8, 7]"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 0, 0, std::int64_t(1) << 30); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_tensor_affine(x, 0.1f, 0, 0, std::int64_t(1) << 30); }),
               HasSubstr("exceeds +-2^24"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
                                                               std::vector<std::int32_t>{0, 0}, 1, -8, 7); }),
               HasSubstr("2 scales for 3 channels (axis 1 of shape [2, 3])"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
                                                               std::vector<std::int32_t>{0}, 0, -8, 7); }),
               HasSubstr("2 scales but 1 zero points"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
                                                               std::vector<std::int32_t>{0, 0}, 2, -8, 7); }),
               HasSubstr("axis 2 is out of range for shape [2, 3] (rank 2)"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, -1.0f},
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, -1.0f},
                                                               std::vector<std::int32_t>{0, 0}, 0, -8, 7); }),
               HasSubstr("got -1 for channel 1"));
-  EXPECT_THAT(error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
+  EXPECT_THAT(test::error_of([&] { fake_quantize_per_channel_affine(x, std::vector<float>{0.1f, 0.1f},
                                                               std::vector<std::int32_t>{0, 8}, 0, -8, 7); }),
               HasSubstr("zero_point 8 of channel 1 is outside [quant_min, quant_max] = [-8, 7]"));
   // The tape op validates before recording anything.

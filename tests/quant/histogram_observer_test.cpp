@@ -19,29 +19,18 @@ namespace {
 
 using test::Fixture;
 
-const Fixture& fixture() {
+const Fixture& histogram_fixture() {
   static const Fixture f = Fixture::load("fake_quant_histogram.qfx");
   return f;
 }
 
-QuantSpec spec_from(const Fixture& f, const std::string& p) {
-  auto i = [&](const char* k) { return f.scalar<std::int64_t>(p + "spec." + k); };
-  QuantSpec s;
-  s.bits = static_cast<int>(i("bits"));
-  s.is_signed = i("signed") != 0;
-  s.narrow_range = i("narrow") != 0;
-  s.reduce_range = i("reduce") != 0;
-  s.symmetric = i("symmetric") != 0;
-  return s;
-}
-
 TEST(HistogramObserverTest, MatchesTorchBatchByBatch) {
-  const Fixture& f = fixture();
+  const Fixture& f = histogram_fixture();
   const auto count = f.scalar<std::int64_t>("hist.count");
   ASSERT_GE(count, 8);
   for (std::int64_t c = 0; c < count; ++c) {
     const std::string p = test::case_prefix("hist", c);
-    const QuantSpec spec = spec_from(f, p);
+    const QuantSpec spec = test::spec_from(f, p);
     SCOPED_TRACE(p + spec.str());
     HistogramObserver obs(spec);
     const auto batches = f.scalar<std::int64_t>(p + "batches");

@@ -21,7 +21,7 @@ namespace {
 
 using test::Fixture;
 
-const Fixture& fixture() {
+const Fixture& learnable_fixture() {
   static const Fixture f = Fixture::load("fake_quant_learnable.qfx");
   return f;
 }
@@ -39,7 +39,7 @@ void expect_sum_close(double ours, float torch_sum, double abs_sum, Index n, con
 DynTensor<float> slice1(const DynTensor<float>& t, Index i) { return DynTensor<float>::from({1}, t.data() + i); }
 
 TEST(LearnableTest, PerTensorForwardAndGradientsMatchTorch) {
-  const Fixture& f = fixture();
+  const Fixture& f = learnable_fixture();
   const auto count = f.scalar<std::int64_t>("lpt.count");
   ASSERT_GE(count, 8);
   for (std::int64_t c = 0; c < count; ++c) {
@@ -92,7 +92,7 @@ TEST(LearnableTest, PerTensorForwardAndGradientsMatchTorch) {
 }
 
 TEST(LearnableTest, PerChannelForwardAndGradientsMatchTorch) {
-  const Fixture& f = fixture();
+  const Fixture& f = learnable_fixture();
   const auto count = f.scalar<std::int64_t>("lpc.count");
   ASSERT_GE(count, 6);
   for (std::int64_t c = 0; c < count; ++c) {
@@ -156,7 +156,7 @@ TEST(LearnableTest, PerChannelForwardAndGradientsMatchTorch) {
 // only the saturated elements' terms (PyTorch's per-element terms where its
 // dx is 0 and dy is not), the rest is unchanged.
 TEST(LearnableTest, SteVariantsFollowTheirDefinitions) {
-  const Fixture& f = fixture();
+  const Fixture& f = learnable_fixture();
   for (std::int64_t c : {1, 3, 5}) {
     const std::string p = test::case_prefix("lpt", c);
     const auto x_all = f.get<float>(p + "x"), dy_all = f.get<float>(p + "dy"), dx_all = f.get<float>(p + "dx");
@@ -196,7 +196,7 @@ TEST(LearnableTest, SteVariantsFollowTheirDefinitions) {
 }
 
 TEST(LearnableTest, LogDomainScaleChainsTheGradient) {
-  const Fixture& f = fixture();
+  const Fixture& f = learnable_fixture();
   const std::string p = "lpt.1.";
   const auto x = f.get<float>(p + "x"), dy = f.get<float>(p + "dy");
   const float scale = f.scalar<float>(p + "scale"), zp = f.scalar<float>(p + "zero_point");
@@ -240,15 +240,6 @@ TEST(LearnableTest, ScaleIsClampedToEps) {
   EXPECT_TRUE(test::bits_equal(y.value().data(), want.data(), 3, "y"));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 TEST(LearnableTest, ValidationNamesTheOffendingValues) {
   using ::testing::HasSubstr;
   DynTensor<float> x({2, 3}, 0.5f);
@@ -257,19 +248,19 @@ TEST(LearnableTest, ValidationNamesTheOffendingValues) {
   Var<float> s1 = tape.leaf(DynTensor<float>({1}, 0.1f)), z1 = tape.leaf(DynTensor<float>({1}, 0.0f));
   Var<float> s2 = tape.leaf(DynTensor<float>({2}, 0.1f)), z3 = tape.leaf(DynTensor<float>({3}, 0.0f));
   Var<float> znan = tape.leaf(DynTensor<float>({1}, std::nanf("")));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, z1, 1, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, z1, 1, 7); }),
               HasSubstr("needs quant_min <= 0 <= quant_max, got [1, 7]"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s2, z1, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s2, z1, -8, 7); }),
               HasSubstr("scale must have one element, got shape [2]"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, znan, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, znan, -8, 7); }),
               HasSubstr("zero_point must be finite, got nan"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, z1, -8, 0); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_tensor_affine(xv, s1, z1, -8, 0); }),
               HasSubstr("needs quant_max > 0, got 0"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_channel_affine(xv, s2, z3, 1, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_channel_affine(xv, s2, z3, 1, -8, 7); }),
               HasSubstr("has 3 channels on axis 1 but scale has 2 and zero_point 3 elements"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_channel_affine(xv, s2, z3, 5, -8, 7); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_channel_affine(xv, s2, z3, 5, -8, 7); }),
               HasSubstr("axis 5 is out of range for shape [2, 3]"));
-  EXPECT_THAT(error_of([&] { fake_quantize_learnable_per_tensor_affine_backward(x, x, 0.0f, 0.0f, -8, 7, 1.0); }),
+  EXPECT_THAT(test::error_of([&] { fake_quantize_learnable_per_tensor_affine_backward(x, x, 0.0f, 0.0f, -8, 7, 1.0); }),
               HasSubstr("scale must be positive and finite, got 0"));
 }
 

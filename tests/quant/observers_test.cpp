@@ -22,43 +22,28 @@ namespace {
 
 using test::Fixture;
 
-const Fixture& fixture() {
+const Fixture& observers_fixture() {
   static const Fixture f = Fixture::load("fake_quant_observers.qfx");
   return f;
 }
 
-QuantSpec spec_from(const Fixture& f, const std::string& p) {
-  auto i = [&](const char* k) { return f.scalar<std::int64_t>(p + "spec." + k); };
-  QuantSpec s;
-  if (i("custom")) {
-    s = QuantSpec::custom(i("custom_min"), i("custom_max"), i("signed") != 0, i("symmetric") != 0);
-  } else {
-    s.bits = static_cast<int>(i("bits"));
-    s.is_signed = i("signed") != 0;
-    s.narrow_range = i("narrow") != 0;
-  }
-  s.reduce_range = i("reduce") != 0;
-  s.symmetric = i("symmetric") != 0;
-  return s;
-}
-
 TEST(QParamsTest, SpecRangesMatchTorchObservers) {
-  const Fixture& f = fixture();
+  const Fixture& f = observers_fixture();
   const auto count = f.scalar<std::int64_t>("qp.count");
   ASSERT_GE(count, 20);
   for (std::int64_t c = 0; c < count; ++c) {
     const std::string p = test::case_prefix("qp", c);
-    const QRange r = spec_from(f, p).range();
-    EXPECT_EQ(r.quant_min, f.scalar<std::int64_t>(p + "quant_min")) << p << spec_from(f, p).str();
-    EXPECT_EQ(r.quant_max, f.scalar<std::int64_t>(p + "quant_max")) << p << spec_from(f, p).str();
+    const QRange r = test::spec_from(f, p).range();
+    EXPECT_EQ(r.quant_min, f.scalar<std::int64_t>(p + "quant_min")) << p << test::spec_from(f, p).str();
+    EXPECT_EQ(r.quant_max, f.scalar<std::int64_t>(p + "quant_max")) << p << test::spec_from(f, p).str();
   }
 }
 
 TEST(QParamsTest, ChooseQParamsMatchesTorchBitForBit) {
-  const Fixture& f = fixture();
+  const Fixture& f = observers_fixture();
   for (std::int64_t c = 0; c < f.scalar<std::int64_t>("qp.count"); ++c) {
     const std::string p = test::case_prefix("qp", c);
-    const QuantSpec spec = spec_from(f, p);
+    const QuantSpec spec = test::spec_from(f, p);
     SCOPED_TRACE(p + spec.str());
     const auto mins = f.get<float>(p + "min"), maxs = f.get<float>(p + "max");
     const auto scale = f.get<float>(p + "scale");
@@ -99,45 +84,36 @@ TEST(QParamsTest, ConventionsOnHandPickedRanges) {
   EXPECT_EQ(QuantSpec::signed_bits(8).with_narrow_range().with_reduce_range().range().quant_min, -64);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 TEST(QParamsTest, ValidationNamesTheOffendingValues) {
   using ::testing::HasSubstr;
-  EXPECT_THAT(error_of([] { QuantSpec::signed_bits(9).range(); }), HasSubstr("bits must be in [2, 8], got 9"));
-  EXPECT_THAT(error_of([] { QuantSpec::signed_bits(1).range(); }), HasSubstr("got 1"));
-  EXPECT_THAT(error_of([] { QuantSpec::custom(1, 10, false, false).range(); }),
+  EXPECT_THAT(test::error_of([] { QuantSpec::signed_bits(9).range(); }), HasSubstr("bits must be in [2, 8], got 9"));
+  EXPECT_THAT(test::error_of([] { QuantSpec::signed_bits(1).range(); }), HasSubstr("got 1"));
+  EXPECT_THAT(test::error_of([] { QuantSpec::custom(1, 10, false, false).range(); }),
               HasSubstr("custom range must include 0, got [1, 10]"));
-  EXPECT_THAT(error_of([] { choose_qparams(2.0f, 1.0f, QuantSpec::int8()); }),
+  EXPECT_THAT(test::error_of([] { choose_qparams(2.0f, 1.0f, QuantSpec::int8()); }),
               HasSubstr("min (2) must not exceed max (1)"));
-  EXPECT_THAT(error_of([] { choose_qparams(std::nanf(""), 1.0f, QuantSpec::int8()); }), HasSubstr("NaN"));
-  EXPECT_THAT(error_of([] { MinMaxObserver(QuantSpec::int8().with_per_channel(0)); }),
+  EXPECT_THAT(test::error_of([] { choose_qparams(std::nanf(""), 1.0f, QuantSpec::int8()); }), HasSubstr("NaN"));
+  EXPECT_THAT(test::error_of([] { MinMaxObserver(QuantSpec::int8().with_per_channel(0)); }),
               HasSubstr("this observer is per tensor"));
-  EXPECT_THAT(error_of([] { PerChannelMinMaxObserver(QuantSpec::int8()); }),
+  EXPECT_THAT(test::error_of([] { PerChannelMinMaxObserver(QuantSpec::int8()); }),
               HasSubstr("this observer is per channel"));
   MinMaxObserver obs(QuantSpec::int8());
   DynTensor<float> x({3}, 1.0f);
   x[1] = std::numeric_limits<float>::infinity();
-  EXPECT_THAT(error_of([&] { obs.observe(x); }), HasSubstr("non-finite value (inf) at flat index 1"));
+  EXPECT_THAT(test::error_of([&] { obs.observe(x); }), HasSubstr("non-finite value (inf) at flat index 1"));
   PerChannelMinMaxObserver pc(QuantSpec::int8().with_per_channel(1));
   pc.observe(DynTensor<float>({2, 3}, 1.0f));
-  EXPECT_THAT(error_of([&] { pc.observe(DynTensor<float>({2, 4}, 1.0f)); }),
+  EXPECT_THAT(test::error_of([&] { pc.observe(DynTensor<float>({2, 4}, 1.0f)); }),
               HasSubstr("has 4 channels on axis 1 but earlier inputs had 3"));
 }
 
 TEST(ObserverTest, MinMaxAndMovingAverageMatchTorchOverBatches) {
-  const Fixture& f = fixture();
+  const Fixture& f = observers_fixture();
   const auto count = f.scalar<std::int64_t>("mm.count");
   ASSERT_GE(count, 6);
   for (std::int64_t c = 0; c < count; ++c) {
     const std::string p = test::case_prefix("mm", c);
-    const QuantSpec spec = spec_from(f, p);
+    const QuantSpec spec = test::spec_from(f, p);
     SCOPED_TRACE(p + spec.str());
     std::unique_ptr<Observer> obs;
     if (f.scalar<std::int64_t>(p + "moving"))
@@ -169,13 +145,13 @@ TEST(ObserverTest, MinMaxAndMovingAverageMatchTorchOverBatches) {
 }
 
 TEST(ObserverTest, PerChannelObserversMatchTorchOnEveryAxis) {
-  const Fixture& f = fixture();
+  const Fixture& f = observers_fixture();
   const auto count = f.scalar<std::int64_t>("pcobs.count");
   ASSERT_GE(count, 9);
   for (std::int64_t c = 0; c < count; ++c) {
     const std::string p = test::case_prefix("pcobs", c);
     const int axis = static_cast<int>(f.scalar<std::int64_t>(p + "axis"));
-    const QuantSpec spec = spec_from(f, p).with_per_channel(axis);
+    const QuantSpec spec = test::spec_from(f, p).with_per_channel(axis);
     SCOPED_TRACE(p + spec.str());
     std::unique_ptr<Observer> obs;
     if (f.scalar<std::int64_t>(p + "moving"))
@@ -201,12 +177,12 @@ TEST(ObserverTest, PerChannelObserversMatchTorchOnEveryAxis) {
 }
 
 TEST(ObserverTest, PercentileAndMseMatchTheirReferences) {
-  const Fixture& f = fixture();
+  const Fixture& f = observers_fixture();
   const auto count = f.scalar<std::int64_t>("est.count");
   ASSERT_GE(count, 4);
   for (std::int64_t c = 0; c < count; ++c) {
     const std::string p = test::case_prefix("est", c);
-    const QuantSpec spec = spec_from(f, p);
+    const QuantSpec spec = test::spec_from(f, p);
     SCOPED_TRACE(p + spec.str());
     const double ac = f.scalar<double>(p + "averaging_constant");
     const std::optional<double> avg = ac > 0 ? std::optional<double>(ac) : std::nullopt;

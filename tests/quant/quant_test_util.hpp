@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "common/fixture.hpp"
+#include "qaware/core/error.hpp"
 #include "qaware/quant/fake_quantize_kernels.hpp"
+#include "qaware/quant/qparams.hpp"
 
 namespace qaware::test {
 
@@ -68,6 +71,33 @@ template <typename T>
 
 inline std::string case_prefix(const std::string& group, std::int64_t i) {
   return group + "." + std::to_string(i) + ".";
+}
+
+// The message of the qaware::Error that f throws ("<no error>" if none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// The QuantSpec a golden case describes ("<prefix>spec.bits", ".signed",
+// ".narrow", ".reduce", ".custom", ".custom_min", ".custom_max", ".symmetric").
+inline QuantSpec spec_from(const Fixture& f, const std::string& p) {
+  auto i = [&](const char* k) { return f.scalar<std::int64_t>(p + "spec." + k); };
+  QuantSpec s;
+  if (i("custom")) {
+    s = QuantSpec::custom(i("custom_min"), i("custom_max"), i("signed") != 0, i("symmetric") != 0);
+  } else {
+    s.bits = static_cast<int>(i("bits"));
+    s.is_signed = i("signed") != 0;
+    s.narrow_range = i("narrow") != 0;
+  }
+  s.reduce_range = i("reduce") != 0;
+  s.symmetric = i("symmetric") != 0;
+  return s;
 }
 
 }  // namespace qaware::test
