@@ -152,8 +152,7 @@ TEST(FakeQuantizeTest, SimdKernelsAgreeWithScalarOnRandomData) {
       test::IsaLimit scalar(detail::fq::Isa::Scalar);
       const auto ref = fake_quantize_per_channel_affine_cachemask(x, scale, zp, axis, 0, 255);
       // Independent per-element reference (PyTorch's formula, written out).
-      Index outer = 1, inner = 1;
-      for (int i = 0; i < axis; ++i) outer *= s[i];
+      Index inner = 1;
       for (int i = axis + 1; i < s.rank(); ++i) inner *= s[i];
       for (Index i = 0; i < x.numel(); ++i) {
         const Index c = (i / inner) % s[axis];

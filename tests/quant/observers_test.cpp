@@ -93,9 +93,9 @@ TEST(QParamsTest, ValidationNamesTheOffendingValues) {
   EXPECT_THAT(test::error_of([] { choose_qparams(2.0f, 1.0f, QuantSpec::int8()); }),
               HasSubstr("min (2) must not exceed max (1)"));
   EXPECT_THAT(test::error_of([] { choose_qparams(std::nanf(""), 1.0f, QuantSpec::int8()); }), HasSubstr("NaN"));
-  EXPECT_THAT(test::error_of([] { MinMaxObserver(QuantSpec::int8().with_per_channel(0)); }),
+  EXPECT_THAT(test::error_of([] { MinMaxObserver obs{QuantSpec::int8().with_per_channel(0)}; }),
               HasSubstr("this observer is per tensor"));
-  EXPECT_THAT(test::error_of([] { PerChannelMinMaxObserver(QuantSpec::int8()); }),
+  EXPECT_THAT(test::error_of([] { PerChannelMinMaxObserver obs{QuantSpec::int8()}; }),
               HasSubstr("this observer is per channel"));
   MinMaxObserver obs(QuantSpec::int8());
   DynTensor<float> x({3}, 1.0f);
