@@ -1,10 +1,13 @@
 // Fake quantization throughput: forward + STE mask of a 4096 x 3072 float
-// tensor (a BERT-large FFN weight), single thread, per kernel ISA.
+// tensor (48 MiB, larger than the L3), single thread, per kernel ISA
+// (isa 0 scalar, 1 AVX2, 2 AVX-512; an ISA the CPU lacks reports an error).
 //
-// The "GB" counter (printed as GB/s) counts the bytes the op must move per element: 4 read (x) + 4 written
-// (y) + 1/8 written (the mask bit), i.e. N * 8.125 bytes per call, divided by
-// the wall time, in 1e9 bytes per second. BM_Memcpy (N * 4 read + N * 4
-// written) is the bandwidth ceiling measured in the same binary.
+// The "GB" counter (printed as GB/s) counts the bytes the op must move per
+// element: 4 read (x) + 4 written (y) + 1/8 written (the mask bit), i.e.
+// N * 8.125 bytes per call, divided by the wall time, in 1e9 bytes/s.
+// BM_Memcpy (N * 4 read + N * 4 written) and BM_StreamCopy (an AVX2 load +
+// non-temporal-store copy, the ceiling for this kernel's memory pattern) are
+// measured in the same binary. PyTorch: benchmarks/fake_quant_torch.py.
 //
 //   ./qaware_fake_quant_bench --benchmark_min_time=1
 
@@ -150,6 +153,32 @@ void BM_Memcpy(benchmark::State& state) {
   state.counters["GB"] =
       benchmark::Counter(static_cast<double>(kN) * 8.0 / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
+
+#if QAWARE_FQ_X86
+// The ceiling for a kernel that reads x and writes y with non-temporal
+// stores (as the fake-quant kernels do for large outputs): an AVX2 copy, load
+// + streaming store, nothing else. Same 8 bytes per element as BM_Memcpy.
+__attribute__((target("avx2"))) void stream_copy(const float* x, float* y, Index n) {
+  for (Index i = 0; i < n; i += 8) _mm256_stream_ps(y + i, _mm256_load_ps(x + i));
+  _mm_sfence();
+}
+
+void BM_StreamCopy(benchmark::State& state) {
+  if (fq::cpu_isa() < fq::Isa::Avx2) {
+    state.SkipWithError("needs AVX2");
+    return;
+  }
+  Buffers& b = buffers();
+  for (auto _ : state) {
+    stream_copy(b.x.data(), b.y.data(), kN);
+    benchmark::DoNotOptimize(b.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB"] =
+      benchmark::Counter(static_cast<double>(kN) * 8.0 / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_StreamCopy)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 void isa_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"isa", "stream"});
