@@ -163,16 +163,16 @@ inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& i
   return (qc - zp) * scale;
 }
 
-// Packs 64 (or fewer) 0/1 bytes into a word, bit k = in[k].
-inline std::uint64_t pack_bits(const unsigned char* in, int n) {
+// Packs the first n (<= 64) 0/1 bytes into a word, bit k = in[k].
+inline std::uint64_t pack_bits(const unsigned char (&in)[64], int n) {
   std::uint64_t bits = 0;
-  for (int k = 0; k < n; ++k) bits |= std::uint64_t(in[k]) << k;
+  for (int k = 0; k < 64; ++k) bits |= std::uint64_t(k < n ? in[k] : 0u) << k;
   return bits;
 }
 
 template <typename S>
 inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos) {
-  unsigned char in[64];
+  unsigned char in[64] = {};
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
@@ -191,7 +191,7 @@ inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std
 template <typename S>
 inline void affine_vec_scalar(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin,
                               S qmax, std::uint64_t* words, Index bitpos) {
-  unsigned char in[64];
+  unsigned char in[64] = {};
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
