@@ -16,3 +16,10 @@
 
 // ops: differentiable ops, one per header
 #include "qaware/ops/linear.hpp"
+
+// gemm: INT8 GEMM (AMX / AVX-512 VNNI / AVX-VNNI / AVX2 / scalar, chosen at run time)
+#include "qaware/gemm/gemm.hpp"
+#include "qaware/gemm/reference.hpp"
+
+// quant: the shared quantize / requantize routine
+#include "qaware/quant/requantize.hpp"

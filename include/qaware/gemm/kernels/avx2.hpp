@@ -1,0 +1,104 @@
+#pragma once
+// AVX2 path (exact).
+//
+// vpmaddubsw would multiply u8 x s8 and add adjacent pairs into int16, but a
+// pair sum reaches 2 * 255 * 127 = 64770 (or 2 * 255 * -128 = -65280), past
+// int16, and the instruction saturates. So this path never forms an int16 pair
+// sum: A is widened to int16 (zero-extended for uint8, sign-extended for int8)
+// when packed, B to int16 when packed ([Kp/2][16][2]), and vpmaddwd multiplies
+// int16 x int16 into int32 and adds each pair in int32: |a0*b0 + a1*b1| <=
+// 2 * 255 * 128 = 65280, far inside int32, so no step saturates. Accumulation
+// is vpaddd (wraps modulo 2^32, like every path). The cost is 4 vector ops per
+// 32 multiply-adds (vpmaddwd + vpaddd per 16) instead of vpmaddubsw's 3.
+//
+// Layout: A panels [Kp/2][6][2] int16, B panels [Kp/2][16][2] int16.
+// Micro-kernel: 6 rows x 16 columns = 12 ymm accumulators, 2 ymm of B, one
+// broadcast A pair per row per k pair; K blocks of 256 keep the 8 KiB B
+// sub-panel in L1.
+
+#include <cstdint>
+#include <cstring>
+
+#include "qaware/gemm/kernels/common.hpp"
+
+#if QAWARE_GEMM_X86
+#include <immintrin.h>
+
+#define QAWARE_GEMM_TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+namespace qaware {
+namespace gemm {
+namespace detail {
+
+struct Avx2Kernel {
+  static constexpr Path kPath = Path::kAvx2;
+  static constexpr Index MR = 6, NR = 16, G = 2, KC = 256;
+  static constexpr std::int32_t kShiftSigned = 0;
+  using AElem = std::int16_t;
+  using BElem = std::int16_t;
+
+  template <class TA>
+  static AElem convert(TA v) {
+    return static_cast<AElem>(v);
+  }
+
+  // R rows (1..6) of an A sub-panel times a B sub-panel, kc deep.
+  template <int R>
+  QAWARE_GEMM_TARGET_AVX2 static inline void micro_rows(const std::int16_t* a, const std::int16_t* b, Index kc,
+                                                        bool accumulate, std::int32_t* tile) {
+    __m256i acc[R][2];
+    QAWARE_GEMM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      if (accumulate) {
+        acc[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR));
+        acc[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8));
+      } else {
+        acc[r][0] = _mm256_setzero_si256();
+        acc[r][1] = _mm256_setzero_si256();
+      }
+    }
+    const Index pairs = kc / 2;
+    for (Index t = 0; t < pairs; ++t) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + t * 32));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + t * 32 + 16));
+      QAWARE_GEMM_UNROLL
+      for (int r = 0; r < R; ++r) {
+        std::int32_t pair;
+        std::memcpy(&pair, a + t * (MR * 2) + r * 2, 4);
+        const __m256i x = _mm256_set1_epi32(pair);
+        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x, b0));
+        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x, b1));
+      }
+    }
+    QAWARE_GEMM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR), acc[r][0]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8), acc[r][1]);
+    }
+  }
+
+  QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
+                                            bool accumulate, std::int32_t* tile) {
+    const std::int16_t* b = static_cast<const std::int16_t*>(bsub);
+    switch (rows) {
+      case 1: micro_rows<1>(a, b, kc, accumulate, tile); break;
+      case 2: micro_rows<2>(a, b, kc, accumulate, tile); break;
+      case 3: micro_rows<3>(a, b, kc, accumulate, tile); break;
+      case 4: micro_rows<4>(a, b, kc, accumulate, tile); break;
+      case 5: micro_rows<5>(a, b, kc, accumulate, tile); break;
+      default: micro_rows<6>(a, b, kc, accumulate, tile); break;
+    }
+  }
+
+  QAWARE_GEMM_TARGET_AVX2 QAWARE_GEMM_NOINLINE static void worker(const Problem& p, const Plan& pl,
+                                                                  unsigned char* shared, unsigned char* scratch,
+                                                                  Index t0, Index t1) {
+    drive<Avx2Kernel>(p, pl, shared, scratch, t0, t1);
+  }
+};
+
+}  // namespace detail
+}  // namespace gemm
+}  // namespace qaware
+
+#endif  // QAWARE_GEMM_X86
