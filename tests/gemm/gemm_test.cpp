@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -17,22 +18,26 @@ namespace qaware {
 namespace gemm_test {
 namespace {
 
-class GemmPathTest : public ::testing::TestWithParam<Path> {
+class GemmPathTest : public ::testing::TestWithParam<Variant> {
  protected:
   void SetUp() override {
-    if (!path_runs_here(GetParam()))
-      GTEST_SKIP() << "path '" << gemm::path_name(GetParam())
+    if (!path_runs_here(GetParam().path))
+      GTEST_SKIP() << "path '" << gemm::path_name(GetParam().path)
                    << "' is not supported by this CPU/OS (runnable here: "
                    << gemm::paths_string(gemm::compiled_paths() & gemm::cpu_paths()) << ")";
   }
-  Path path() const { return GetParam(); }
+  Variant path() const { return GetParam(); }
+  // pack_b for this variant.
+  PackedMatrix pack(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zb) const {
+    return gemm::detail_pack_b(b, K, N, ldb, layout, zb, GetParam().path, GetParam().avx2_format);
+  }
 };
 
 // ruy's edge-case sizes: around every power of two up to 128.
 const std::vector<Index> kSizes = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129};
 
 template <class TA>
-void sweep(Path path, BLayout layout, std::uint64_t seed) {
+void sweep(Variant path, BLayout layout, std::uint64_t seed) {
   Rng rng(seed);
   constexpr bool kSigned = std::is_same<TA, std::int8_t>::value;
   int variant = 0;
@@ -85,14 +90,14 @@ TEST_P(GemmPathTest, BertShapes) {
 // int64 independently of the reference. 255 * 127 pairs are where vpmaddubsw
 // would saturate (2 * 255 * 127 = 64770 > 32767).
 template <class TA>
-void extremes(Path path, std::initializer_list<int> a_values) {
+void extremes(Variant path, std::initializer_list<int> a_values) {
   for (Index K : {1000, 4099}) {
     for (int av : a_values) {
       for (int bv : {-128, 127, -1}) {
         const Index M = 7, N = 21;
         std::vector<TA> a(static_cast<std::size_t>(M * K), static_cast<TA>(av));
         std::vector<std::int8_t> b(static_cast<std::size_t>(K * N), static_cast<std::int8_t>(bv));
-        const PackedMatrix pb = gemm::pack_b(b.data(), K, N, N, BLayout::kKxN, 0, path);
+        const PackedMatrix pb = gemm::detail_pack_b(b.data(), K, N, N, BLayout::kKxN, 0, path.path, path.avx2_format);
         std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
         gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
         const std::int64_t expected = static_cast<std::int64_t>(K) * av * bv;
@@ -121,6 +126,30 @@ TEST_P(GemmPathTest, MixedExtremes) {
   }
 }
 
+// Adjacent K pairs at vpmaddubsw's int16 limit with A = 255: (64, 64) sums to
+// 32640 (fits), (64, 65) to 32895 and (-64, -65) to -32895 (saturate unless
+// the maddubs format repairs them), (-128, 0) and (127, -128) never saturate.
+TEST_P(GemmPathTest, PairSumsAtTheInt16Limit) {
+  const std::vector<std::pair<int, int>> pairs = {{64, 64}, {64, 65}, {-64, -64}, {-64, -65}, {-128, 0},
+                                                  {127, -128}, {127, 2}, {-1, -128}, {0, -128}, {65, 64}};
+  const Index N = static_cast<Index>(pairs.size()), K = 64, M = 3;
+  std::vector<std::int8_t> b(static_cast<std::size_t>(K * N));  // N x K
+  for (Index n = 0; n < N; ++n)
+    for (Index k = 0; k < K; ++k)
+      b[static_cast<std::size_t>(n * K + k)] = static_cast<std::int8_t>(k % 2 ? pairs[static_cast<std::size_t>(n)].second
+                                                                               : pairs[static_cast<std::size_t>(n)].first);
+  std::vector<std::uint8_t> a(static_cast<std::size_t>(M * K), 255);
+  const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
+  std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+  gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
+  for (Index m = 0; m < M; ++m)
+    for (Index n = 0; n < N; ++n) {
+      const auto& pr = pairs[static_cast<std::size_t>(n)];
+      ASSERT_EQ(c[static_cast<std::size_t>(m * N + n)], (K / 2) * 255 * (pr.first + pr.second))
+          << "pair (" << pr.first << ", " << pr.second << ")";
+    }
+}
+
 // The deepest K gemm() accepts for uint8 A without zero points:
 // 65793 * 255 * 128 = 2147483520 <= 2^31 - 1 < 65794 * 255 * 128.
 TEST_P(GemmPathTest, DeepestKAtTheInt32Limit) {
@@ -128,7 +157,7 @@ TEST_P(GemmPathTest, DeepestKAtTheInt32Limit) {
   std::vector<std::uint8_t> a(static_cast<std::size_t>(M * K), 255);
   for (int bv : {-128, 127}) {
     std::vector<std::int8_t> b(static_cast<std::size_t>(K * N), static_cast<std::int8_t>(bv));
-    const PackedMatrix pb = gemm::pack_b(b.data(), K, N, K, BLayout::kNxK, 0, path());
+    const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
     std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
     gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
     for (std::int32_t v : c) ASSERT_EQ(v, static_cast<std::int64_t>(K) * 255 * bv);
@@ -152,7 +181,7 @@ TEST_P(GemmPathTest, ZeroPointCompensation) {
   const Index K2 = 33000;  // 33000 * 255 * 255 = 2145825000 < 2^31 - 1
   std::vector<std::uint8_t> a(static_cast<std::size_t>(2 * K2), 0);
   std::vector<std::int8_t> b(static_cast<std::size_t>(K2 * 3), 127);
-  const PackedMatrix pb = gemm::pack_b(b.data(), K2, 3, 3, BLayout::kKxN, -128, path());
+  const PackedMatrix pb = pack(b.data(), K2, 3, 3, BLayout::kKxN, -128);
   std::vector<std::int32_t> c(6);
   gemm::gemm(a.data(), 2, K2, K2, 255, pb, Output::int32(c.data(), 3));
   for (std::int32_t v : c) ASSERT_EQ(v, static_cast<std::int64_t>(K2) * (0 - 255) * (127 + 128));
@@ -199,7 +228,7 @@ TEST_P(GemmPathTest, DequantizeStage) {
         Case<std::uint8_t> cs(37, 70, 200, BLayout::kNxK, rng, 121, per_channel ? 0 : 3, 2, 0, 5);
         const StageParams sp = stage_params(cs.N, per_channel, rng);
         const gemm::Dequantize dq = make_dq(sp, with_bias, act);
-        const PackedMatrix pb = cs.pack(path());
+        const PackedMatrix pb = cs.pack(path().path, path().avx2_format);
         GuardedOutput<float> out(cs.M, cs.N, cs.ldc, -12345.0f);
         gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::dequantize(out.data(), cs.ldc, dq));
         ASSERT_TRUE(out.untouched_outside());
@@ -231,12 +260,12 @@ TEST_P(GemmPathTest, DequantizeStage) {
 }
 
 template <class TO>
-void requantize_case(Path path, Rng& rng, bool per_channel, gemm::Activation act, std::int32_t out_zp) {
+void requantize_case(Variant path, Rng& rng, bool per_channel, gemm::Activation act, std::int32_t out_zp) {
   Case<std::int8_t> cs(29, 83, 150, BLayout::kKxN, rng, -5, 0, 0, 3, 4);
   const StageParams sp = stage_params(cs.N, per_channel, rng);
   const gemm::Dequantize dq = make_dq(sp, true, act);
   const float out_scale = 0.021f;  // small enough that some outputs saturate
-  const PackedMatrix pb = cs.pack(path);
+  const PackedMatrix pb = cs.pack(path.path, path.avx2_format);
   GuardedOutput<TO> out(cs.M, cs.N, cs.ldc, static_cast<TO>(77));
   gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::requantize(out.data(), cs.ldc, dq, out_scale, out_zp));
   ASSERT_TRUE(out.untouched_outside());
@@ -278,7 +307,7 @@ TEST_P(GemmPathTest, RequantizeRoundsHalfToEven) {
   const Index N = static_cast<Index>(accs.size()), K = 1, M = 1;
   std::vector<std::int8_t> b(accs.begin(), accs.end());  // K x N, A = [1]
   const std::vector<std::uint8_t> a = {1};
-  const PackedMatrix pb = gemm::pack_b(b.data(), K, N, N, BLayout::kKxN, 0, path());
+  const PackedMatrix pb = pack(b.data(), K, N, N, BLayout::kKxN, 0);
   const float one = 1.0f;
   gemm::Dequantize dq;
   dq.a_scale = 1.0f;
@@ -305,8 +334,8 @@ TEST_P(GemmPathTest, PackedMatrixServesManyCalls) {
   Rng rng(20);
   const Index N = 50, K = 90;
   const auto b = random_values<std::int8_t>(N * K, rng, -128, 127);
-  const PackedMatrix pb = gemm::pack_b(b.data(), K, N, K, BLayout::kNxK, 0, path());
-  EXPECT_EQ(pb.path(), path());
+  const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
+  EXPECT_EQ(pb.path(), path().path);
   const PackedMatrix copy = pb;  // deep copy
   for (Index M : {1, 6, 64, 131}) {
     const auto a = random_values<std::uint8_t>(M * K, rng, 0, 255);
@@ -314,13 +343,38 @@ TEST_P(GemmPathTest, PackedMatrixServesManyCalls) {
     gemm::gemm(a.data(), M, K, K, 4, M % 2 ? copy : pb, Output::int32(c.data(), N));
     gemm::reference_gemm_s32(a.data(), M, K, K, 4, b.data(), N, K, BLayout::kNxK, 0, ref.data(), N);
     ASSERT_EQ(c, ref) << "M=" << M;
-    EXPECT_EQ(gemm::last_path(), path());
+    EXPECT_EQ(gemm::last_path(), path().path);
   }
 }
 
+// AVX2 runs twice, once per format (pack_b's own choice is tested in
+// GemmAvx2FormatTest below).
 INSTANTIATE_TEST_SUITE_P(Paths, GemmPathTest,
-                         ::testing::Values(Path::kScalar, Path::kAvx2, Path::kAvxVnni, Path::kAvx512Vnni, Path::kAmx),
-                         [](const ::testing::TestParamInfo<Path>& info) { return path_test_name(info.param); });
+                         ::testing::Values(Variant{Path::kScalar, -1}, Variant{Path::kAvx2, 0}, Variant{Path::kAvx2, 1},
+                                           Variant{Path::kAvxVnni, -1}, Variant{Path::kAvx512Vnni, -1},
+                                           Variant{Path::kAmx, -1}),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return variant_test_name(info.param); });
+
+// pack_b picks the maddubs format for weights whose adjacent K pairs rarely
+// reach |b0| + |b1| > 128 (here normal with sigma 20, like per-channel
+// quantized trained weights) and the int16 pairs for uniformly random ones.
+TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
+  if (!path_runs_here(Path::kAvx2)) GTEST_SKIP() << "path 'avx2' is not supported by this CPU/OS";
+  Rng rng(21);
+  Case<std::uint8_t> uniform(64, 96, 320, BLayout::kNxK, rng, 3);
+  Case<std::uint8_t> trained(64, 96, 320, BLayout::kNxK, rng, 3);
+  for (auto& x : trained.b) x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0, 20)))));
+  const PackedMatrix pu = uniform.pack(Path::kAvx2), pt = trained.pack(Path::kAvx2);
+  EXPECT_EQ(pu.format(), gemm::detail::Format::kAvx2Pairs);
+  EXPECT_EQ(pt.format(), gemm::detail::Format::kAvx2Quads);
+  EXPECT_LE(pt.correction_count() * gemm::detail::kAvx2MaxCorrectionRatio, trained.N * trained.K / 2);
+  ASSERT_TRUE(int32_matches_reference(uniform, Variant{Path::kAvx2, -1}));
+  ASSERT_TRUE(int32_matches_reference(trained, Variant{Path::kAvx2, -1}));
+  // Forced maddubs format on uniform weights: about a quarter of the pairs need
+  // a correction, all of which must be exact.
+  const PackedMatrix forced = uniform.pack(Path::kAvx2, 1);
+  EXPECT_GT(forced.correction_count(), uniform.N * uniform.K / 16);
+}
 
 }  // namespace
 }  // namespace gemm_test

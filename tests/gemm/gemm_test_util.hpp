@@ -35,6 +35,12 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
+// A path plus, for AVX2, which of its two formats to force.
+struct Variant {
+  Path path;
+  int avx2_format;  // -1: pack_b's choice; 0: int16 pairs; 1: maddubs quads
+};
+
 inline std::string path_test_name(Path p) {
   switch (p) {
     case Path::kScalar: return "Scalar";
@@ -45,6 +51,14 @@ inline std::string path_test_name(Path p) {
     default: return "None";
   }
 }
+
+inline std::string variant_test_name(const Variant& v) {
+  if (v.path == Path::kAvx2 && v.avx2_format == 0) return "Avx2Pairs";
+  if (v.path == Path::kAvx2 && v.avx2_format == 1) return "Avx2Maddubs";
+  return path_test_name(v.path);
+}
+
+inline void PrintTo(const Variant& v, std::ostream* os) { *os << variant_test_name(v); }
 
 inline bool path_runs_here(Path p) { return gemm::has(gemm::compiled_paths() & gemm::cpu_paths(), p); }
 
@@ -79,7 +93,10 @@ struct Case {
     gemm::reference_gemm_s32(a.data(), M, K, lda, za, b.data(), N, ldb, layout, zb, c.data(), N);
     return c;
   }
-  PackedMatrix pack(Path p) const { return gemm::pack_b(b.data(), K, N, ldb, layout, zb, p); }
+  // avx2_format: -1 lets pack_b choose, 0 forces int16 pairs, 1 maddubs quads.
+  PackedMatrix pack(Path p, int avx2_format = -1) const {
+    return gemm::detail_pack_b(b.data(), K, N, ldb, layout, zb, p, avx2_format);
+  }
   std::string str() const {
     return "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
            " lda=" + std::to_string(lda) + " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc) +
@@ -110,8 +127,8 @@ struct GuardedOutput {
 
 // Runs the int32 GEMM on `path` and compares with the reference, element by element.
 template <class TA>
-::testing::AssertionResult int32_matches_reference(const Case<TA>& cs, Path path) {
-  const PackedMatrix pb = cs.pack(path);
+::testing::AssertionResult int32_matches_reference(const Case<TA>& cs, Variant v) {
+  const PackedMatrix pb = cs.pack(v.path, v.avx2_format);
   GuardedOutput<std::int32_t> out(cs.M, cs.N, cs.ldc, 0x5A5A5A5A);
   gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::int32(out.data(), cs.ldc));
   const std::vector<std::int32_t> ref = cs.reference();

@@ -109,7 +109,13 @@ Problem validate(const TA* a, Index M, Index K, Index lda, std::int32_t a_zero_p
 inline void run_path(const Problem& p) {
   switch (p.b->path()) {
 #if QAWARE_GEMM_X86
-    case Path::kAvx2: run_kernel<Avx2Kernel>(p); break;
+    case Path::kAvx2:
+      if (p.b->format() == Format::kAvx2Quads) {
+        run_kernel<Avx2QuadsKernel>(p);
+      } else {
+        run_kernel<Avx2Kernel>(p);
+      }
+      break;
     case Path::kAvxVnni: run_kernel<AvxVnniKernel>(p); break;
     case Path::kAvx512Vnni: run_kernel<Avx512VnniKernel>(p); break;
     case Path::kAmx: run_kernel<AmxKernel>(p); break;

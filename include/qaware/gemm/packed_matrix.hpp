@@ -7,15 +7,28 @@
 // records the column sums sum_k B[k][n] that the zero-point compensation needs.
 // Packing happens once per weight; every GEMM with that weight reuses it.
 //
-// Layouts (the kernels' business; documented for the tests that check them).
+// Formats (the kernels' business; documented for the tests that check them).
 // Columns are cut into panels of NR; each panel holds all Kp = K rounded up to
 // `kalign` rows, zero padded; within a panel:
-//   scalar      int8  [Kp][NR]                 NR = 8
-//   avx2        int16 [Kp/2][NR][2]            NR = 16  (pairs for vpmaddwd)
-//   avxvnni     int8  [Kp/4][NR][4]            NR = 16  (quads for vpdpbusd)
-//   avx512vnni  int8  [Kp/4][NR][4]            NR = 48
-//   amx         int8  [Kp/64][NR/16][16][16][4] NR = 32 (1 KiB tiles: 16 quad rows x 16 columns x 4)
+//   scalar                 int8  [Kp][NR]                  NR = 8
+//   avx2 (int16 pairs)     int16 [Kp/2][NR][2]             NR = 16  (vpmaddwd)
+//   avx2 (maddubs quads)   int8  [Kp/4][NR][4]             NR = 16  (vpmaddubsw, + corrections)
+//   avxvnni                int8  [Kp/4][NR][4]             NR = 16  (vpdpbusd)
+//   avx512vnni             int8  [Kp/4][NR][4]             NR = 48
+//   amx                    int8  [Kp/64][NR/16][16][16][4] NR = 32  (1 KiB tiles: 16 quad rows x 16 columns x 4)
+//
+// The AVX2 path has two formats. vpmaddubsw (u8 x s8, adjacent products added
+// in int16, saturating) is exact only when no pair of adjacent K values in a
+// column can sum past int16: with A <= 255 that holds when the two B values
+// have opposite signs or |b0| + |b1| <= 128. Trained weights almost always
+// satisfy it; for the few pairs that do not, pack_b stores b1' = sign(b1) *
+// (128 - |b0|) and records a correction (k, column, b1 - b1') that the kernel
+// adds after its K block as A[m][k] * (b1 - b1'), exactly. When more than
+// 1/512 of the pairs need one (e.g. uniformly random weights), pack_b uses the
+// int16 pair format instead, which is exact for every input (vpmaddwd never
+// saturates) but needs 4 vector ops per 32 multiply-adds instead of 3.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +52,10 @@ enum class BLayout {
 
 namespace detail {
 
-// Blocking constants of one path's kernel.
+// How a PackedMatrix stores B (one per kernel).
+enum class Format : int { kScalar, kAvx2Pairs, kAvx2Quads, kAvxVnni, kAvx512Vnni, kAmx };
+
+// Blocking constants of one format's kernel.
 struct Layout {
   int mr;           // rows of A per micro-kernel call
   int nr;           // columns of B per panel
@@ -48,30 +64,47 @@ struct Layout {
   int b_elem;       // bytes per packed B element
 };
 
-inline Layout layout_of(Path p) {
-  switch (p) {
-    case Path::kScalar: return {4, 8, 1, 2, 1};
-    case Path::kAvx2: return {6, 16, 2, 2, 2};
-    case Path::kAvxVnni: return {6, 16, 4, 1, 1};
-    case Path::kAvx512Vnni: return {8, 48, 4, 1, 1};
-    case Path::kAmx: return {32, 32, 64, 1, 1};
-    case Path::kNone: break;
+inline Layout layout_of(Format f) {
+  switch (f) {
+    case Format::kScalar: return {4, 8, 1, 2, 1};
+    case Format::kAvx2Pairs: return {6, 16, 2, 2, 2};
+    case Format::kAvx2Quads: return {6, 16, 4, 1, 1};
+    case Format::kAvxVnni: return {6, 16, 4, 1, 1};
+    case Format::kAvx512Vnni: return {8, 48, 4, 1, 1};
+    case Format::kAmx: return {32, 32, 64, 1, 1};
   }
-  QAWARE_CHECK(false, "gemm: no kernel layout for path '", path_name(p), "'");
-  return {};
+  return {4, 8, 1, 2, 1};
 }
 
+// The K block of the AVX2 maddubs kernel; corrections are grouped by it.
+constexpr Index kAvx2QuadsKC = 512;
+// The maddubs format is used when at most 1 in this many K pairs needs a correction.
+constexpr Index kAvx2MaxCorrectionRatio = 512;
+
 // Element offset of B[k][j] (k < Kp, j < NR) inside one panel.
-inline Index panel_offset(Path p, Index k, Index j, Index nr) {
-  switch (p) {
-    case Path::kScalar: return k * nr + j;
-    case Path::kAvx2: return ((k >> 1) * nr + j) * 2 + (k & 1);
-    case Path::kAvxVnni:
-    case Path::kAvx512Vnni: return ((k >> 2) * nr + j) * 4 + (k & 3);
-    case Path::kAmx: return (k >> 6) * (64 * nr) + (j >> 4) * 1024 + ((k & 63) >> 2) * 64 + (j & 15) * 4 + (k & 3);
-    case Path::kNone: break;
+inline Index panel_offset(Format f, Index k, Index j, Index nr) {
+  switch (f) {
+    case Format::kScalar: return k * nr + j;
+    case Format::kAvx2Pairs: return ((k >> 1) * nr + j) * 2 + (k & 1);
+    case Format::kAvx2Quads:
+    case Format::kAvxVnni:
+    case Format::kAvx512Vnni: return ((k >> 2) * nr + j) * 4 + (k & 3);
+    case Format::kAmx: return (k >> 6) * (64 * nr) + (j >> 4) * 1024 + ((k & 63) >> 2) * 64 + (j & 15) * 4 + (k & 3);
   }
   return 0;
+}
+
+// One exact fix-up of the AVX2 maddubs format: C[m][j] += A[m][k] * value.
+struct Correction {
+  std::int32_t k;      // row of B (absolute)
+  std::int16_t j;      // column within the panel
+  std::int16_t value;  // b - b' (|value| <= 128)
+};
+
+// True when vpmaddubsw could saturate on the adjacent pair (x, y) for some A <= 255.
+inline bool maddubs_unsafe(int x, int y) {
+  const bool same_sign = (x > 0 && y > 0) || (x < 0 && y < 0);
+  return same_sign && (x < 0 ? -x : x) + (y < 0 ? -y : y) > 128;
 }
 
 inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
@@ -131,6 +164,7 @@ class PackedMatrix {
 
   bool empty() const { return k_ == 0; }
   Path path() const { return path_; }
+  detail::Format format() const { return format_; }
   Index depth() const { return k_; }          // K
   Index cols() const { return n_; }           // N
   Index padded_depth() const { return kp_; }  // Kp
@@ -142,22 +176,33 @@ class PackedMatrix {
   // Panel p: Kp x NR values in the path's layout.
   const void* panel(Index p) const { return data_.data() + p * panel_bytes_; }
   Index panel_bytes() const { return panel_bytes_; }
+  // AVX2 maddubs format only: the corrections of panel p, K block kb.
+  const detail::Correction* corrections_begin(Index p, Index kb) const {
+    return corrections_.data() + correction_start_[static_cast<std::size_t>(p * k_blocks_ + kb)];
+  }
+  const detail::Correction* corrections_end(Index p, Index kb) const {
+    return corrections_.data() + correction_start_[static_cast<std::size_t>(p * k_blocks_ + kb + 1)];
+  }
+  Index correction_count() const { return static_cast<Index>(corrections_.size()); }
 
  private:
-  friend PackedMatrix pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path);
+  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, int);
 
   Path path_ = Path::kNone;
+  detail::Format format_ = detail::Format::kScalar;
+  Index k_blocks_ = 0;
+  std::vector<detail::Correction> corrections_;
+  std::vector<std::int32_t> correction_start_;
   Index k_ = 0, n_ = 0, kp_ = 0, nr_ = 0, panels_ = 0, panel_bytes_ = 0;
   std::int32_t zero_point_ = 0;
   std::vector<std::int32_t> col_sums_;
   detail::AlignedBuffer data_;
 };
 
-// Packs B (K x N, int8) for `path`, which must be one compiled path; packing for
-// a path this CPU lacks is allowed (gemm() then refuses it). zero_point is B's
-// (per tensor, in [-128, 127]; 0 for symmetric weights).
-inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
-                           std::int32_t zero_point, Path path) {
+// The packer behind pack_b(). avx2_format: -1 chooses (see the header), 0
+// forces the int16 pairs, 1 the maddubs quads (tests use both).
+inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
+                                  std::int32_t zero_point, Path path, int avx2_format) {
   const char* lname = layout == BLayout::kKxN ? "KxN" : "NxK";
   QAWARE_CHECK(b != nullptr, "pack_b: B is null (K = ", K, ", N = ", N, ")");
   QAWARE_CHECK(K >= 1 && N >= 1, "pack_b: K and N must be >= 1, got K = ", K, ", N = ", N);
@@ -178,9 +223,35 @@ inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BL
                " is too deep for int32 accumulation: |sum| can reach K * 128 * ", detail::max_abs_b(zero_point), " = ",
                bound, " > 2^31 - 1; split K");
 
-  const detail::Layout lay = detail::layout_of(path);
+  const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
+  const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
+  auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
+
+  detail::Format fmt = detail::Format::kScalar;
+  switch (path) {
+    case Path::kAvx2: {
+      int want = avx2_format;
+      if (want < 0) {
+        // Count the K pairs (within quads) vpmaddubsw could saturate on.
+        Index unsafe = 0;
+        for (Index n = 0; n < N; ++n)
+          for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+        const Index pairs = N * ((K + 1) / 2);
+        want = unsafe * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
+      }
+      fmt = want == 1 ? detail::Format::kAvx2Quads : detail::Format::kAvx2Pairs;
+      break;
+    }
+    case Path::kAvxVnni: fmt = detail::Format::kAvxVnni; break;
+    case Path::kAvx512Vnni: fmt = detail::Format::kAvx512Vnni; break;
+    case Path::kAmx: fmt = detail::Format::kAmx; break;
+    default: fmt = detail::Format::kScalar; break;
+  }
+
+  const detail::Layout lay = detail::layout_of(fmt);
   PackedMatrix pm;
   pm.path_ = path;
+  pm.format_ = fmt;
   pm.k_ = K;
   pm.n_ = N;
   pm.kp_ = detail::round_up(K, lay.kalign);
@@ -191,31 +262,66 @@ inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BL
   pm.col_sums_.assign(static_cast<std::size_t>(N), 0);
   pm.data_.reserve(static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
   std::memset(pm.data_.data(), 0, static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
+  const bool quads = fmt == detail::Format::kAvx2Quads;
+  if (quads) {
+    pm.k_blocks_ = detail::ceil_div(pm.kp_, detail::kAvx2QuadsKC);
+    pm.correction_start_.assign(static_cast<std::size_t>(pm.panels_ * pm.k_blocks_ + 1), 0);
+  }
 
-  const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
-  const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
   for (Index p = 0; p < pm.panels_; ++p) {
     unsigned char* panel = pm.data_.data() + p * pm.panel_bytes_;
     const Index n0 = p * lay.nr;
     const Index cols = std::min<Index>(lay.nr, N - n0);
+    std::vector<detail::Correction> fixes;  // this panel's, in (k, j) order after sorting
     for (Index j = 0; j < cols; ++j) {
-      const std::int8_t* col = b + (n0 + j) * ns;
       std::int32_t sum = 0;
       for (Index k = 0; k < K; ++k) {
-        const std::int8_t v = col[k * ks];
+        int v = at(k, n0 + j);
         sum += v;
-        const Index off = detail::panel_offset(path, k, j, lay.nr);
+        if (quads && (k & 1) == 1) {
+          const int x = at(k - 1, n0 + j);
+          if (detail::maddubs_unsafe(x, v)) {
+            const int mag = 128 - (x < 0 ? -x : x);
+            const int safe = v < 0 ? -mag : mag;
+            fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j),
+                             static_cast<std::int16_t>(v - safe)});
+            v = safe;
+          }
+        }
+        const Index off = detail::panel_offset(fmt, k, j, lay.nr);
         if (lay.b_elem == 2) {
-          const std::int16_t w = v;
+          const std::int16_t w = static_cast<std::int16_t>(v);
           std::memcpy(panel + off * 2, &w, 2);
         } else {
-          std::memcpy(panel + off, &v, 1);
+          const std::int8_t w = static_cast<std::int8_t>(v);
+          std::memcpy(panel + off, &w, 1);
         }
       }
       pm.col_sums_[static_cast<std::size_t>(n0 + j)] = sum;
     }
+    if (quads) {
+      std::sort(fixes.begin(), fixes.end(), [](const detail::Correction& a, const detail::Correction& c) {
+        return a.k != c.k ? a.k < c.k : a.j < c.j;
+      });
+      std::size_t next = 0;
+      for (Index kb = 0; kb < pm.k_blocks_; ++kb) {
+        pm.correction_start_[static_cast<std::size_t>(p * pm.k_blocks_ + kb)] =
+            static_cast<std::int32_t>(pm.corrections_.size());
+        const Index k_end = (kb + 1) * detail::kAvx2QuadsKC;
+        while (next < fixes.size() && fixes[next].k < k_end) pm.corrections_.push_back(fixes[next++]);
+      }
+    }
   }
+  if (quads) pm.correction_start_.back() = static_cast<std::int32_t>(pm.corrections_.size());
   return pm;
+}
+
+// Packs B (K x N, int8) for `path`, which must be one compiled path; packing for
+// a path this CPU lacks is allowed (gemm() then refuses it). zero_point is B's
+// (per tensor, in [-128, 127]; 0 for symmetric weights).
+inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zero_point,
+                           Path path) {
+  return detail_pack_b(b, K, N, ldb, layout, zero_point, path, -1);
 }
 
 // Packs B for the best enabled path (see enabled_paths()).

@@ -3,8 +3,8 @@
 // plan, A packing, the output-stage epilogue and the block loop (drive).
 //
 // A path is a Kernel type with
-//   kPath, MR, NR, G, KC, AElem, BElem  layout constants: MR x NR micro-tile, K
-//                                   groups of G (= detail::layout_of(kPath).kalign),
+//   kFormat, MR, NR, G, KC, AElem, BElem  layout constants: MR x NR micro-tile,
+//                                   K groups of G (= layout_of(kFormat).kalign),
 //                                   K blocks of KC for the L1 cache
 //   convert<TA>(v)                  one A element as the kernel stores it
 //   kShiftSigned                    128 when convert<int8_t> adds 128 (int8 A
@@ -12,6 +12,9 @@
 //   micro(a, b, kc, rows, a_signed, accumulate, tile)
 //                                   tile[MR][NR] (+)= A sub-panel x B sub-panel
 //                                   over kc depth; only `rows` rows need be right
+//   kFixup, fixup(b, panel, k0, a, rows, tile)
+//                                   optional exact corrections after a K block
+//                                   (the AVX2 maddubs format)
 //   worker(problem, plan, shared, scratch, t0, t1)
 //                                   runs tasks [t0, t1); carries the path's
 //                                   function target attribute so drive(), the
@@ -293,7 +296,9 @@ QAWARE_GEMM_INLINE void drive_typed(const Problem& p, const Plan& pl, unsigned c
         const void* bsub = panel + k0 * NR * static_cast<Index>(sizeof(typename Kernel::BElem));
         for (Index i0 = 0; i0 < rows; i0 += MR) {
           const int r = static_cast<int>(std::min(MR, rows - i0));
-          Kernel::micro(a_buf + i0 * kp + k0 * MR, bsub, kc, r, p.a_signed, k0 > 0, tile + i0 * NR);
+          const AElem* asub = a_buf + i0 * kp + k0 * MR;
+          Kernel::micro(asub, bsub, kc, r, p.a_signed, k0 > 0, tile + i0 * NR);
+          if constexpr (Kernel::kFixup) Kernel::fixup(b, j, k0, asub, r, tile + i0 * NR);
         }
       }
       const Index n0 = j * NR;
