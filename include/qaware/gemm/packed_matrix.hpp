@@ -12,7 +12,7 @@
 // `kalign` rows, zero padded; within a panel:
 //   scalar                 int8  [Kp][NR]                  NR = 8
 //   avx2 (int16 pairs)     int16 [Kp/2][NR][2]             NR = 16  (vpmaddwd)
-//   avx2 (maddubs quads)   int8  [Kp/4][NR][4]             NR = 16  (vpmaddubsw, + corrections)
+//   avx2 (maddubs quads)   int8  [Kp/4][NR][4]             NR = 24  (vpmaddubsw, + corrections)
 //   avxvnni                int8  [Kp/4][NR][4]             NR = 16  (vpdpbusd)
 //   avx512vnni             int8  [Kp/4][NR][4]             NR = 48
 //   amx                    int8  [Kp/64][NR/16][16][16][4] NR = 32  (1 KiB tiles: 16 quad rows x 16 columns x 4)
@@ -68,7 +68,7 @@ inline Layout layout_of(Format f) {
   switch (f) {
     case Format::kScalar: return {4, 8, 1, 2, 1};
     case Format::kAvx2Pairs: return {6, 16, 2, 2, 2};
-    case Format::kAvx2Quads: return {6, 16, 4, 1, 1};
+    case Format::kAvx2Quads: return {4, 24, 4, 1, 1};
     case Format::kAvxVnni: return {6, 16, 4, 1, 1};
     case Format::kAvx512Vnni: return {8, 48, 4, 1, 1};
     case Format::kAmx: return {32, 32, 64, 1, 1};

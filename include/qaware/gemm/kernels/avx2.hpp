@@ -20,8 +20,11 @@
 // the recorded corrections C[m][j] += A[m][k] * (b - b'). int8 A is stored as
 // A + 128 (kShiftSigned), as for vpdpbusd.
 //
-// Both: 6 rows x 16 columns = 12 ymm accumulators, 2 ymm of B, one broadcast A
-// pair (quad) per row per step; K blocks keep the 8 KiB B sub-panel in L1.
+// Micro-kernels: int16 pairs 6 rows x 16 columns (12 ymm accumulators, 2 ymm of
+// B, one broadcast A pair per row per step); maddubs 4 rows x 24 columns (12
+// accumulators, B read as memory operands, 4 broadcasts per K quad: fewer
+// broadcasts per multiply, measured faster on Zen 3). K blocks keep the B
+// sub-panel (8 / 12 KiB) in L1.
 
 #include <cstdint>
 #include <cstring>
@@ -51,38 +54,38 @@ struct Avx2Kernel {
     return static_cast<AElem>(v);
   }
 
-  // R rows (1..6) of an A sub-panel times a B sub-panel, kc deep.
+  // R rows (1..MR) of an A sub-panel times a B sub-panel, kc deep.
   template <int R>
   QAWARE_GEMM_TARGET_AVX2 static inline void micro_rows(const std::int16_t* a, const std::int16_t* b, Index kc,
                                                         bool accumulate, std::int32_t* tile) {
-    __m256i acc[R][2];
+    constexpr int NV = static_cast<int>(NR / 8);
+    __m256i acc[R][NV];
     QAWARE_GEMM_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (accumulate) {
-        acc[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR));
-        acc[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8));
-      } else {
-        acc[r][0] = _mm256_setzero_si256();
-        acc[r][1] = _mm256_setzero_si256();
-      }
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8 * v))
+                               : _mm256_setzero_si256();
     }
     const Index pairs = kc / 2;
     for (Index t = 0; t < pairs; ++t) {
-      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + t * 32));
-      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + t * 32 + 16));
+      const std::int16_t* bt = b + t * (NR * 2);
       QAWARE_GEMM_UNROLL
       for (int r = 0; r < R; ++r) {
         std::int32_t pair;
         std::memcpy(&pair, a + t * (MR * 2) + r * 2, 4);
         const __m256i x = _mm256_set1_epi32(pair);
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x, b0));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x, b1));
+        QAWARE_GEMM_UNROLL
+        for (int v = 0; v < NV; ++v) {
+          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + 16 * v));
+          acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(x, bv));
+        }
       }
     }
     QAWARE_GEMM_UNROLL
     for (int r = 0; r < R; ++r) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR), acc[r][0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8), acc[r][1]);
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8 * v), acc[r][v]);
     }
   }
 
@@ -110,7 +113,7 @@ struct Avx2QuadsKernel {
   static constexpr Path kPath = Path::kAvx2;
   static constexpr Format kFormat = Format::kAvx2Quads;
   static constexpr bool kFixup = true;
-  static constexpr Index MR = 6, NR = 16, G = 4, KC = kAvx2QuadsKC;
+  static constexpr Index MR = 4, NR = 24, G = 4, KC = kAvx2QuadsKC;
   static constexpr std::int32_t kShiftSigned = 128;
   using AElem = std::uint8_t;
   using BElem = std::int8_t;
@@ -124,36 +127,36 @@ struct Avx2QuadsKernel {
   template <int R>
   QAWARE_GEMM_TARGET_AVX2 static inline void micro_rows(const std::uint8_t* a, const std::int8_t* b, Index kc,
                                                         bool accumulate, std::int32_t* tile) {
+    constexpr int NV = static_cast<int>(NR / 8);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[R][2];
+    __m256i acc[R][NV];
     QAWARE_GEMM_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (accumulate) {
-        acc[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR));
-        acc[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8));
-      } else {
-        acc[r][0] = _mm256_setzero_si256();
-        acc[r][1] = _mm256_setzero_si256();
-      }
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8 * v))
+                               : _mm256_setzero_si256();
     }
     const Index quads = kc / 4;
     for (Index q = 0; q < quads; ++q) {
-      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q * 64));
-      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + q * 64 + 32));
+      const std::int8_t* bq = b + q * (NR * 4);
       QAWARE_GEMM_UNROLL
       for (int r = 0; r < R; ++r) {
         std::int32_t quad;
         std::memcpy(&quad, a + q * (MR * 4) + r * 4, 4);
         const __m256i x = _mm256_set1_epi32(quad);
         // int16 pair sums (exact: pack_b bounded every pair), then int32 quad sums.
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
+        QAWARE_GEMM_UNROLL
+        for (int v = 0; v < NV; ++v) {
+          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 32 * v));
+          acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, bv), ones));
+        }
       }
     }
     QAWARE_GEMM_UNROLL
     for (int r = 0; r < R; ++r) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR), acc[r][0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8), acc[r][1]);
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8 * v), acc[r][v]);
     }
   }
 
@@ -164,9 +167,7 @@ struct Avx2QuadsKernel {
       case 1: micro_rows<1>(a, b, kc, accumulate, tile); break;
       case 2: micro_rows<2>(a, b, kc, accumulate, tile); break;
       case 3: micro_rows<3>(a, b, kc, accumulate, tile); break;
-      case 4: micro_rows<4>(a, b, kc, accumulate, tile); break;
-      case 5: micro_rows<5>(a, b, kc, accumulate, tile); break;
-      default: micro_rows<6>(a, b, kc, accumulate, tile); break;
+      default: micro_rows<4>(a, b, kc, accumulate, tile); break;
     }
   }
 

@@ -209,34 +209,37 @@ QAWARE_GEMM_INLINE void pack_a_block(const Problem& p, Index m0, Index rows, Ind
 
 // Applies the output stage to a rows x cols corner of tile (leading dim ld)
 // for output rows [m0, m0 + rows) and columns [n0, n0 + cols). ytile is float
-// scratch of the same shape.
-QAWARE_GEMM_INLINE void epilogue(const Problem& p, std::int32_t* tile, float* ytile, Index ld, Index m0, Index rows,
-                                 Index n0, Index cols, const std::int32_t* col_off, const float* scale,
+// scratch of the same shape. Plain loops (no memcpy calls): a strip is only a
+// few dozen bytes wide and this runs once per strip.
+QAWARE_GEMM_INLINE void epilogue(const Problem& p, const std::int32_t* tile, float* ytile, Index ld, Index m0,
+                                 Index rows, Index n0, Index cols, const std::int32_t* col_off, const float* scale,
                                  const std::int32_t* row_off) {
   const Output& out = p.out;
   const std::int32_t* co = col_off + n0;
-  for (Index i = 0; i < rows; ++i) {
-    std::int32_t* t = tile + i * ld;
-    const std::int32_t ro = row_off[i];
-    for (Index j = 0; j < cols; ++j) t[j] = wrap_add(wrap_add(t[j], co[j]), ro);
-  }
   const Index ldc = out.ldc();
   if (out.kind() == Output::Kind::kInt32) {
     std::int32_t* c = static_cast<std::int32_t*>(out.data()) + m0 * ldc + n0;
-    for (Index i = 0; i < rows; ++i) std::memcpy(c + i * ldc, tile + i * ld, static_cast<std::size_t>(cols) * 4);
+    for (Index i = 0; i < rows; ++i) {
+      const std::int32_t* t = tile + i * ld;
+      std::int32_t* ci = c + i * ldc;
+      const std::int32_t ro = row_off[i];
+      for (Index j = 0; j < cols; ++j) ci[j] = wrap_add(wrap_add(t[j], co[j]), ro);
+    }
     return;
   }
   const Dequantize& dq = out.dequant();
   const float* s = scale + n0;
+  const float* bias = dq.bias ? dq.bias + n0 : nullptr;
   const Activation act = dq.activation;
+  const bool to_float = out.kind() == Output::Kind::kFloat;
   for (Index i = 0; i < rows; ++i) {
     const std::int32_t* t = tile + i * ld;
-    float* y = ytile + i * ld;
-    if (dq.bias) {
-      const float* bias = dq.bias + n0;
-      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(t[j], s[j], bias[j]);
+    const std::int32_t ro = row_off[i];
+    float* y = to_float ? static_cast<float*>(out.data()) + (m0 + i) * ldc + n0 : ytile + i * ld;
+    if (bias) {
+      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], bias[j]);
     } else {
-      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(t[j], s[j], 0.0f);
+      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], 0.0f);
     }
     if (act == Activation::kRelu) {
       for (Index j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
@@ -244,11 +247,7 @@ QAWARE_GEMM_INLINE void epilogue(const Problem& p, std::int32_t* tile, float* yt
       for (Index j = 0; j < cols; ++j) y[j] = gelu_erf(y[j]);
     }
   }
-  if (out.kind() == Output::Kind::kFloat) {
-    float* c = static_cast<float*>(out.data()) + m0 * ldc + n0;
-    for (Index i = 0; i < rows; ++i) std::memcpy(c + i * ldc, ytile + i * ld, static_cast<std::size_t>(cols) * 4);
-    return;
-  }
+  if (to_float) return;
   const float inv = 1.0f / out.out_scale();
   const std::int32_t zp = out.out_zero_point(), qmin = out.qmin(), qmax = out.qmax();
   for (Index i = 0; i < rows; ++i) {
@@ -261,6 +260,26 @@ QAWARE_GEMM_INLINE void epilogue(const Problem& p, std::int32_t* tile, float* yt
       for (Index j = 0; j < cols; ++j) c[j] = static_cast<std::int8_t>(quant::quantize_value(y[j], inv, zp, qmin, qmax));
     }
   }
+}
+
+// Asks for the cache lines of part of an output strip (rows [m0, m0 + rows),
+// columns [n0, n0 + cols)) well before the epilogue writes them: each strip
+// row is a new line of C at stride ldc, a pattern hardware prefetchers miss,
+// and without this the epilogue of a large M stalls on its stores once C no
+// longer fits the cache. Called a few rows at a time, as the first K block
+// reaches them, so the requests are spread out rather than dropped.
+QAWARE_GEMM_INLINE void prefetch_output_strip(const Output& out, Index m0, Index rows, Index n0, Index cols) {
+#if defined(__GNUC__) || defined(__clang__)
+  const Index es = out.kind() == Output::Kind::kInt32 || out.kind() == Output::Kind::kFloat ? 4 : 1;
+  const char* base = static_cast<const char*>(out.data()) + (m0 * out.ldc() + n0) * es;
+  const Index stride = out.ldc() * es, last = cols * es - 1;
+  for (Index i = 0; i < rows; ++i) {
+    __builtin_prefetch(base + i * stride, 1, 3);
+    __builtin_prefetch(base + i * stride + last, 1, 3);
+  }
+#else
+  (void)out, (void)m0, (void)rows, (void)n0, (void)cols;
+#endif
 }
 
 // Runs tasks [t0, t1) of the plan with Kernel. `scratch` is this worker's region,
@@ -297,6 +316,7 @@ QAWARE_GEMM_INLINE void drive_typed(const Problem& p, const Plan& pl, unsigned c
         for (Index i0 = 0; i0 < rows; i0 += MR) {
           const int r = static_cast<int>(std::min(MR, rows - i0));
           const AElem* asub = a_buf + i0 * kp + k0 * MR;
+          if (k0 == 0) prefetch_output_strip(p.out, m0 + i0, r, j * NR, std::min(NR, N - j * NR));
           Kernel::micro(asub, bsub, kc, r, p.a_signed, k0 > 0, tile + i0 * NR);
           if constexpr (Kernel::kFixup) Kernel::fixup(b, j, k0, asub, r, tile + i0 * NR);
         }
