@@ -17,8 +17,11 @@ find_package(benchmark REQUIRED)
 add_executable(qaware_gemm_int8_bench ${CMAKE_CURRENT_LIST_DIR}/gemm_int8_bench.cpp)
 target_link_libraries(qaware_gemm_int8_bench PRIVATE qaware::qaware benchmark::benchmark)
 if(QAWARE_GEMM_BENCH_ARCH)
-  # qaware_dev_flags would add -march=native; take its warnings only.
-  target_compile_options(qaware_gemm_int8_bench PRIVATE -Wall -Wextra -Wpedantic -march=${QAWARE_GEMM_BENCH_ARCH})
+  # qaware_dev_flags would add -march=native; take its warnings only. GCC 12
+  # warns falsely about _mm512_undefined_* (its avx512fintrin.h) in Eigen's
+  # AVX-512 code, hence -Wno-maybe-uninitialized.
+  target_compile_options(qaware_gemm_int8_bench PRIVATE -Wall -Wextra -Wpedantic -Wno-maybe-uninitialized
+                         -march=${QAWARE_GEMM_BENCH_ARCH})
 else()
   target_link_libraries(qaware_gemm_int8_bench PRIVATE qaware_dev_flags)
 endif()
@@ -33,5 +36,9 @@ if(QAWARE_GEMM_WITH_DNNL)
   endif()
 endif()
 if(QAWARE_GEMM_PORTABLE)
-  target_link_options(qaware_gemm_int8_bench PRIVATE -static-libstdc++ -static-libgcc)
+  # libbenchmark and libdnnl exist only as shared objects here: the bundle
+  # script copies them (and their dependencies) into ../lib, found through
+  # this RPATH (DT_RPATH, which also serves libdnnl's own dependencies).
+  target_link_options(qaware_gemm_int8_bench PRIVATE -static-libstdc++ -static-libgcc -Wl,--disable-new-dtags)
+  set_target_properties(qaware_gemm_int8_bench PROPERTIES BUILD_RPATH "\$ORIGIN/../lib")
 endif()

@@ -20,7 +20,9 @@
 // (the mean of a >= 0.5 s timed loop, cached per shape and thread count).
 //
 // Only paths this CPU runs are registered. QAWARE_BENCH_THREADS=1,2,16
-// changes the thread counts (default 1,2). On machines with AVX-512 / AMX,
+// changes the thread counts (default 1,2); QAWARE_BENCH_MIN_TIME the minimum
+// seconds per benchmark (default 0.5); QAWARE_BENCH_SCALAR=1 adds the slow
+// scalar path. On machines with AVX-512 / AMX,
 // ONEDNN_MAX_CPU_ISA=AVX2 or AVX512_CORE_VNNI pins oneDNN to an ISA for a
 // like-for-like comparison; the impl it picked is printed in the context.
 
@@ -334,11 +336,13 @@ std::string path_bench_name(qg::Path p) {
 
 void register_all() {
   const qg::Path runnable = qg::compiled_paths() & qg::cpu_paths();
+  const char* mt = std::getenv("QAWARE_BENCH_MIN_TIME");
+  const double min_time = mt ? std::max(0.01, std::atof(mt)) : 0.5;
   const bool with_scalar = std::getenv("QAWARE_BENCH_SCALAR") != nullptr;  // slow; off by default
   for (int threads : bench_threads()) {
     for (const Shape& s : kShapes) {
       auto reg = [&](const std::string& name, auto fn) {
-        auto* b = benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->MinTime(min_time);
         // One thread: CPU time of the benchmark thread (other processes on the
         // machine do not count against it); several: wall time.
         if (threads > 1) b->UseRealTime();
