@@ -283,10 +283,11 @@ QAWARE_GEMM_INLINE void prefetch_output_strip(const Output& out, Index m0, Index
 }
 
 // Runs tasks [t0, t1) of the plan with Kernel. `scratch` is this worker's region,
-// `shared` the per-call region.
-template <class Kernel, class TA>
-QAWARE_GEMM_INLINE void drive_typed(const Problem& p, const Plan& pl, unsigned char* shared, unsigned char* scratch,
-                                    Index t0, Index t1) {
+// `shared` the per-call region. Only the A packing depends on A's type, so the
+// rest is compiled once per kernel.
+template <class Kernel>
+QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* shared, unsigned char* scratch, Index t0,
+                              Index t1) {
   using AElem = typename Kernel::AElem;
   const PackedMatrix& b = *p.b;
   const Index kp = b.padded_depth(), N = b.cols(), M = p.M;
@@ -303,7 +304,11 @@ QAWARE_GEMM_INLINE void drive_typed(const Problem& p, const Plan& pl, unsigned c
     const Index m0 = mb * pl.mc;
     const Index rows = std::min(pl.mc, M - m0);
     if (mb != packed_block) {
-      pack_a_block<Kernel, TA>(p, m0, rows, kp, a_buf, row_off);
+      if (p.a_signed) {
+        pack_a_block<Kernel, std::int8_t>(p, m0, rows, kp, a_buf, row_off);
+      } else {
+        pack_a_block<Kernel, std::uint8_t>(p, m0, rows, kp, a_buf, row_off);
+      }
       packed_block = mb;
     }
     const Index p0 = nc * pl.panels_per_chunk;
@@ -324,16 +329,6 @@ QAWARE_GEMM_INLINE void drive_typed(const Problem& p, const Plan& pl, unsigned c
       const Index n0 = j * NR;
       epilogue(p, tile, ytile, NR, m0, rows, n0, std::min(NR, N - n0), col_off, scale, row_off);
     }
-  }
-}
-
-template <class Kernel>
-QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* shared, unsigned char* scratch, Index t0,
-                              Index t1) {
-  if (p.a_signed) {
-    drive_typed<Kernel, std::int8_t>(p, pl, shared, scratch, t0, t1);
-  } else {
-    drive_typed<Kernel, std::uint8_t>(p, pl, shared, scratch, t0, t1);
   }
 }
 
