@@ -17,7 +17,8 @@
 // for oneDNN's int8 matmul `inexact`: the fraction of its outputs that differ
 // from the exact int32 product (its AVX2 kernel lets int16 pair sums saturate).
 // The FP32 and oneDNN figures behind the ratios are measured in this process
-// (the mean of a >= 0.5 s timed loop, cached per shape and thread count).
+// (the mean of a timed loop as long as the minimum benchmark time, cached per
+// shape and thread count).
 //
 // Only paths this CPU runs are registered. QAWARE_BENCH_THREADS=1,2,16
 // changes the thread counts (default 1,2); QAWARE_BENCH_MIN_TIME the minimum
@@ -95,9 +96,16 @@ double now_seconds(int threads) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Mean GOPS of f() over a >= 0.5 s loop after one warm-up call.
+// Seconds each cached baseline is timed for: QAWARE_BENCH_MIN_TIME, at least 0.2.
+double baseline_seconds() {
+  const char* mt = std::getenv("QAWARE_BENCH_MIN_TIME");
+  return mt ? std::max(0.2, std::atof(mt)) : 0.5;
+}
+
+// Mean GOPS of f() over a loop of baseline_seconds() after one warm-up call.
 template <class F>
 double measure_gops(const Shape& s, int threads, F&& f) {
+  const double duration = baseline_seconds();
   f();
   int calls = 0;
   const double t0 = now_seconds(threads);
@@ -106,7 +114,7 @@ double measure_gops(const Shape& s, int threads, F&& f) {
     f();
     ++calls;
     elapsed = now_seconds(threads) - t0;
-  } while (elapsed < 0.5);
+  } while (elapsed < duration);
   return gops(s) * calls / elapsed;
 }
 

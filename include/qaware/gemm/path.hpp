@@ -15,6 +15,8 @@
 //
 // QAWARE_PATHS restricts the choice, for tests and benchmarks:
 //   QAWARE_PATHS=scalar,avx2      only these two (the best of them wins)
+// It is read when pack_b() picks a path; a PackedMatrix keeps the path it was
+// packed for, and gemm() runs that path (refusing one this CPU cannot run).
 // Names: scalar, avx2, avxvnni, avx512vnni, amx, all; separators: comma, space,
 // '+' or '|'; case-insensitive. An unknown name raises qaware::Error.
 
