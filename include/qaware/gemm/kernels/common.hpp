@@ -97,13 +97,16 @@ struct Plan {
 // 512 KiB, Intel server cores 1-2 MiB), leaving room for the B panel.
 constexpr Index kABlockBytes = 192 * 1024;
 
+// Bytes of the MC x NR int32 accumulator strip: it is revisited by every A
+// panel, so it should share L1 with the B sub-panel rather than evict it.
+constexpr Index kStripBytes = 12 * 1024;
+
 inline Plan make_plan(const Problem& p, int mr, int nr, int a_elem, int threads) {
   Plan pl;
   const PackedMatrix& b = *p.b;
   const Index M = p.M, Kp = b.padded_depth(), panels = b.panels();
-  (void)nr;
   const Index row_bytes = Kp * a_elem;
-  Index mc = std::max<Index>(mr, kABlockBytes / row_bytes / mr * mr);
+  Index mc = std::max<Index>(mr, std::min(kABlockBytes / row_bytes, kStripBytes / (4 * nr)) / mr * mr);
   mc = std::min(mc, round_up(M, mr));
   Index m_blocks = ceil_div(M, mc);
   const Index t = std::max(1, threads);
