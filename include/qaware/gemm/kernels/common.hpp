@@ -110,16 +110,16 @@ inline Plan make_plan(const Problem& p, int mr, int nr, int a_elem, int threads)
   mc = std::min(mc, round_up(M, mr));
   Index m_blocks = ceil_div(M, mc);
   const Index t = std::max(1, threads);
-  Index n_chunks = 1;
-  if (m_blocks >= t) {
-    // Enough row blocks: give every worker the same number of them.
+  if (t > 1 && m_blocks >= t) {
+    // Even out the row blocks over the workers.
     m_blocks = std::min(round_up(m_blocks, t), ceil_div(M, mr));
     mc = round_up(ceil_div(M, m_blocks), mr);
     m_blocks = ceil_div(M, mc);
-  } else {
-    // Few rows (GEMV, small batches): split the columns too.
-    n_chunks = std::min(panels, ceil_div(t, m_blocks));
   }
+  // With several workers, cut the columns too until there are about 8 tasks
+  // per worker (small M, GEMV; and load balance when row blocks do not divide
+  // evenly). A worker's tasks are consecutive, so it packs each A block once.
+  const Index n_chunks = t == 1 ? 1 : std::min(panels, std::max<Index>(1, ceil_div(8 * t, m_blocks)));
   pl.mc = mc;
   pl.m_blocks = m_blocks;
   pl.panels_per_chunk = ceil_div(panels, n_chunks);
