@@ -84,14 +84,13 @@ struct Avx512VnniKernel {
   QAWARE_GEMM_TARGET_AVX512VNNI static void micro(const AElem* a, const void* bsub, Index kc, int rows,
                                                   bool /*a_signed*/, bool accumulate, std::int32_t* tile) {
     const std::int8_t* b = static_cast<const std::int8_t*>(bsub);
+    // Row counts round up to 1, 2, 4 or 8 (packed rows past M are zero and the
+    // strip has room), which keeps the number of unrolled variants small.
     switch (rows) {
       case 1: micro_rows<1>(a, b, kc, accumulate, tile); break;
       case 2: micro_rows<2>(a, b, kc, accumulate, tile); break;
-      case 3: micro_rows<3>(a, b, kc, accumulate, tile); break;
+      case 3:
       case 4: micro_rows<4>(a, b, kc, accumulate, tile); break;
-      case 5: micro_rows<5>(a, b, kc, accumulate, tile); break;
-      case 6: micro_rows<6>(a, b, kc, accumulate, tile); break;
-      case 7: micro_rows<7>(a, b, kc, accumulate, tile); break;
       default: micro_rows<8>(a, b, kc, accumulate, tile); break;
     }
   }

@@ -11,7 +11,9 @@
 //                                   made unsigned for u8 x s8 instructions), else 0
 //   micro(a, b, kc, rows, a_signed, accumulate, tile)
 //                                   tile[MR][NR] (+)= A sub-panel x B sub-panel
-//                                   over kc depth; only `rows` rows need be right
+//                                   over kc depth; only `rows` rows need be right,
+//                                   but up to MR rows may be written (the packed
+//                                   rows past M are zero, the strip holds them)
 //   kFixup, fixup(b, panel, k0, a, rows, tile)
 //                                   optional exact corrections after a K block
 //                                   (the AVX2 maddubs format)
