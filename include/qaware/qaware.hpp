@@ -52,3 +52,10 @@
 #include "qaware/quant/learnable.hpp"
 #include "qaware/quant/observers.hpp"
 #include "qaware/quant/qparams.hpp"
+
+// gemm: INT8 GEMM (AMX / AVX-512 VNNI / AVX-VNNI / AVX2 / scalar, chosen at run time)
+#include "qaware/gemm/gemm.hpp"
+#include "qaware/gemm/reference.hpp"
+
+// quant: the shared quantize / requantize routine
+#include "qaware/quant/requantize.hpp"

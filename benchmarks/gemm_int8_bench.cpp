@@ -1,0 +1,403 @@
+// INT8 GEMM benchmarks: our paths against Eigen's FP32 GEMM and, when CMake
+// found oneDNN, oneDNN's f32 and u8s8s32 matmuls -- all in this one binary so
+// every ratio compares numbers measured side by side.
+//
+//   BM_GemmF32Eigen/M:../N:../K:../threads:..          Eigen, float, row-major
+//   BM_GemmF32OneDnn/...                               oneDNN matmul f32
+//   BM_GemmU8S8OneDnn/...                              oneDNN matmul u8 x s8 -> s32
+//   BM_GemmU8S8<Path>/.../weights:0|1                  ours, int32 output (weights 1:
+//                                                      normal(0, 20) "trained", 0: uniform)
+//   BM_GemmU8S8RequantBest/...                         ours, best path, uint8 output with
+//                                                      per-channel scale, bias and ReLU
+// Timing: with threads:1 the rates use the benchmark thread's CPU time
+// (Google Benchmark's default), so time slices lost to other processes on a
+// shared machine do not count; with more threads, wall time (UseRealTime).
+// Counters: GOPS (2 M N K per second, 1e9), vs_fp32 (our GOPS / Eigen FP32
+// GOPS for the same shape and threads), vs_onednn (ours / oneDNN u8s8s32), and
+// for oneDNN's int8 matmul `inexact`: the fraction of its outputs that differ
+// from the exact int32 product (its AVX2 kernel lets int16 pair sums saturate).
+// The FP32 and oneDNN figures behind the ratios are measured in this process
+// (the mean of a timed loop as long as the minimum benchmark time, cached per
+// shape and thread count).
+//
+// Only paths this CPU runs are registered. QAWARE_BENCH_THREADS=1,2,16
+// changes the thread counts (default 1,2); QAWARE_BENCH_MIN_TIME the minimum
+// seconds per benchmark (default 0.5); QAWARE_BENCH_SCALAR=1 adds the slow
+// scalar path. On machines with AVX-512 / AMX,
+// ONEDNN_MAX_CPU_ISA=AVX2 or AVX512_CORE_VNNI pins oneDNN to an ISA for a
+// like-for-like comparison; the impl it picked is printed in the context.
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <ctime>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "qaware/core/rng.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/gemm/gemm.hpp"
+
+#if defined(QAWARE_BENCH_HAVE_DNNL)
+#include <dnnl.hpp>
+#endif
+#if defined(QAWARE_HAS_OPENMP)
+#include <omp.h>
+#endif
+
+namespace {
+
+using qaware::Index;
+namespace qg = qaware::gemm;
+
+struct Shape {
+  Index M, N, K;
+};
+const Shape kShapes[] = {{4096, 768, 768}, {4096, 3072, 768}, {4096, 768, 3072}, {128, 768, 768}, {16, 768, 768}};
+
+std::vector<int> bench_threads() {
+  std::vector<int> t;
+  const char* s = std::getenv("QAWARE_BENCH_THREADS");
+  std::stringstream ss(s ? s : "1,2");
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) t.push_back(std::max(1, std::atoi(item.c_str())));
+  if (t.empty()) t = {1, 2};
+  return t;
+}
+
+void set_threads(int n) {
+  qaware::set_num_threads(n);  // qaware and Eigen
+#if defined(QAWARE_HAS_OPENMP)
+  omp_set_num_threads(n);  // oneDNN (OpenMP runtime)
+#endif
+}
+
+double gops(const Shape& s) { return 2.0 * static_cast<double>(s.M) * static_cast<double>(s.N) * static_cast<double>(s.K) * 1e-9; }
+
+// Seconds on the clock the benchmarks use: this thread's CPU time for
+// one-thread runs (robust to other processes sharing the cores, as Google
+// Benchmark's default CPU time is), wall time for multi-threaded ones.
+double now_seconds(int threads) {
+  if (threads == 1) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Seconds each cached baseline is timed for: QAWARE_BENCH_MIN_TIME, at least 0.2.
+double baseline_seconds() {
+  const char* mt = std::getenv("QAWARE_BENCH_MIN_TIME");
+  return mt ? std::max(0.2, std::atof(mt)) : 0.5;
+}
+
+// Mean GOPS of f() over a loop of baseline_seconds() after one warm-up call.
+template <class F>
+double measure_gops(const Shape& s, int threads, F&& f) {
+  const double duration = baseline_seconds();
+  f();
+  int calls = 0;
+  const double t0 = now_seconds(threads);
+  double elapsed = 0;
+  do {
+    f();
+    ++calls;
+    elapsed = now_seconds(threads) - t0;
+  } while (elapsed < duration);
+  return gops(s) * calls / elapsed;
+}
+
+// ---------------------------------------------------------------------------
+// Inputs, built once per shape.
+
+struct Inputs {
+  std::vector<std::uint8_t> a;              // M x K
+  std::vector<std::int8_t> b_uniform;       // N x K (PyTorch weight layout)
+  std::vector<std::int8_t> b_trained;       // N x K, normal(0, 20) rounded and clipped
+  std::vector<float> af, bf;                // float twins, M x K and K x N
+};
+
+const Inputs& inputs(const Shape& s) {
+  static std::map<std::tuple<Index, Index, Index>, std::unique_ptr<Inputs>> cache;
+  auto& slot = cache[{s.M, s.N, s.K}];
+  if (!slot) {
+    slot = std::make_unique<Inputs>();
+    qaware::Rng rng(1234);
+    slot->a.resize(static_cast<std::size_t>(s.M * s.K));
+    for (auto& x : slot->a) x = static_cast<std::uint8_t>(rng.below(256));
+    slot->b_uniform.resize(static_cast<std::size_t>(s.N * s.K));
+    for (auto& x : slot->b_uniform) x = static_cast<std::int8_t>(static_cast<int>(rng.below(256)) - 128);
+    slot->b_trained.resize(slot->b_uniform.size());
+    for (auto& x : slot->b_trained)
+      x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0.0, 20.0)))));
+    slot->af.resize(slot->a.size());
+    for (std::size_t i = 0; i < slot->a.size(); ++i) slot->af[i] = static_cast<float>(slot->a[i]) * 0.01f;
+    slot->bf.resize(slot->b_uniform.size());
+    for (auto& x : slot->bf) x = static_cast<float>(rng.uniform(-1, 1));
+  }
+  return *slot;
+}
+
+const qg::PackedMatrix& packed(const Shape& s, qg::Path path, bool trained) {
+  static std::map<std::tuple<Index, Index, Index, unsigned, bool>, std::unique_ptr<qg::PackedMatrix>> cache;
+  auto& slot = cache[{s.M, s.N, s.K, static_cast<unsigned>(path), trained}];
+  if (!slot) {
+    const Inputs& in = inputs(s);
+    const auto& b = trained ? in.b_trained : in.b_uniform;
+    slot = std::make_unique<qg::PackedMatrix>(qg::pack_b(b.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, path));
+  }
+  return *slot;
+}
+
+// ---------------------------------------------------------------------------
+// Eigen FP32.
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct EigenF32 {
+  Eigen::Map<const RowMatrix> a, b;
+  RowMatrix c;
+  explicit EigenF32(const Shape& s)
+      : a(inputs(s).af.data(), s.M, s.K), b(inputs(s).bf.data(), s.K, s.N), c(s.M, s.N) {}
+  void run() { c.noalias() = a * b; }
+};
+
+double eigen_gops(const Shape& s, int threads) {
+  static std::map<std::tuple<Index, Index, Index, int>, double> cache;
+  auto key = std::make_tuple(s.M, s.N, s.K, threads);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  set_threads(threads);
+  EigenF32 e(s);
+  const double g = measure_gops(s, threads, [&] { e.run(); });
+  cache[key] = g;
+  return g;
+}
+
+void BM_GemmF32Eigen(benchmark::State& state, Shape s, int threads) {
+  set_threads(threads);
+  EigenF32 e(s);
+  for (auto _ : state) {
+    e.run();
+    benchmark::DoNotOptimize(e.c.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---------------------------------------------------------------------------
+// oneDNN.
+
+#if defined(QAWARE_BENCH_HAVE_DNNL)
+struct OneDnnMatmul {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  dnnl::memory a, b, c;
+  std::string impl;
+
+  OneDnnMatmul(const Shape& s, bool int8) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const Inputs& in = inputs(s);
+    const dt ta = int8 ? dt::u8 : dt::f32, tb = int8 ? dt::s8 : dt::f32, tc = int8 ? dt::s32 : dt::f32;
+    dnnl::memory::desc a_md({s.M, s.K}, ta, tag::ab), c_md({s.M, s.N}, tc, tag::ab);
+    dnnl::memory::desc b_any({s.K, s.N}, tb, tag::any);
+    // Weights given as N x K (PyTorch layout) = K x N with strides (1, K): tag ba.
+    dnnl::memory::desc b_user({s.K, s.N}, tb, tag::ba);
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, c_md), eng);
+    impl = pd.impl_info_str();
+    prim = dnnl::matmul(pd);
+    a = dnnl::memory(a_md, eng, int8 ? static_cast<void*>(const_cast<std::uint8_t*>(in.a.data()))
+                                     : static_cast<void*>(const_cast<float*>(in.af.data())));
+    std::vector<float> bf_nk;
+    dnnl::memory b_src;
+    if (int8) {
+      b_src = dnnl::memory(b_user, eng, const_cast<std::int8_t*>(in.b_uniform.data()));
+    } else {
+      b_src = dnnl::memory(dnnl::memory::desc({s.K, s.N}, tb, tag::ab), eng, const_cast<float*>(in.bf.data()));
+    }
+    b = dnnl::memory(pd.weights_desc(), eng);  // reordered once, like our pack_b
+    dnnl::reorder(b_src, b).execute(strm, b_src, b);
+    c = dnnl::memory(c_md, eng);
+    strm.wait();
+  }
+  void run() {
+    prim.execute(strm, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    strm.wait();
+  }
+};
+
+double onednn_int8_gops(const Shape& s, int threads) {
+  static std::map<std::tuple<Index, Index, Index, int>, double> cache;
+  auto key = std::make_tuple(s.M, s.N, s.K, threads);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  set_threads(threads);
+  OneDnnMatmul mm(s, true);
+  const double g = measure_gops(s, threads, [&] { mm.run(); });
+  cache[key] = g;
+  return g;
+}
+
+// Fraction of oneDNN's int8 outputs that differ from the exact product
+// (computed by our GEMM on the reference-tested best path); uniform weights.
+double onednn_inexact_fraction(const Shape& s, OneDnnMatmul& mm) {
+  const Inputs& in = inputs(s);
+  const qg::PackedMatrix pb =
+      qg::pack_b(in.b_uniform.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, qg::best_path(qg::compiled_paths() & qg::cpu_paths()));
+  std::vector<std::int32_t> exact(static_cast<std::size_t>(s.M * s.N));
+  qg::gemm(in.a.data(), s.M, s.K, s.K, 0, pb, qg::Output::int32(exact.data(), s.N));
+  mm.run();
+  const std::int32_t* got = static_cast<const std::int32_t*>(mm.c.get_data_handle());
+  std::size_t diff = 0;
+  for (std::size_t i = 0; i < exact.size(); ++i) diff += got[i] != exact[i];
+  return static_cast<double>(diff) / static_cast<double>(exact.size());
+}
+
+void BM_GemmOneDnn(benchmark::State& state, Shape s, int threads, bool int8) {
+  set_threads(threads);
+  OneDnnMatmul mm(s, int8);
+  state.SetLabel(mm.impl);
+  for (auto _ : state) {
+    mm.run();
+    benchmark::ClobberMemory();
+  }
+  state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
+  if (int8) {
+    state.counters["inexact"] = onednn_inexact_fraction(s, mm);
+    state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// Ours.
+
+void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, bool trained, bool requant) {
+  set_threads(threads);
+  const Inputs& in = inputs(s);
+  const qg::PackedMatrix& pb = packed(s, path, trained);
+  std::vector<std::int32_t> c32;
+  std::vector<std::uint8_t> c8;
+  std::vector<float> scales(static_cast<std::size_t>(s.N), 0.002f), bias(static_cast<std::size_t>(s.N), 0.1f);
+  qg::Dequantize dq;
+  dq.a_scale = 0.05f;
+  dq.b_scales = scales.data();
+  dq.b_scale_count = s.N;
+  dq.bias = bias.data();
+  dq.activation = qg::Activation::kRelu;
+  qg::Output out = qg::Output::int32(nullptr, s.N);
+  if (requant) {
+    c8.resize(static_cast<std::size_t>(s.M * s.N));
+    out = qg::Output::requantize(c8.data(), s.N, dq, 0.1f, 0);
+  } else {
+    c32.resize(static_cast<std::size_t>(s.M * s.N));
+    out = qg::Output::int32(c32.data(), s.N);
+  }
+  for (auto _ : state) {
+    qg::gemm(in.a.data(), s.M, s.K, s.K, 3, pb, out);
+    benchmark::ClobberMemory();
+  }
+  const char* fmt = pb.format() == qg::detail::Format::kAvx2Quads  ? "maddubs"
+                    : pb.format() == qg::detail::Format::kAvx2Pairs ? "int16-pairs"
+                                                                     : qg::path_name(path);
+  state.SetLabel(std::string(fmt) + (pb.correction_count() ? " corrections=" + std::to_string(pb.correction_count()) : ""));
+  state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
+  // Ratios: this run's rate against the cached baselines.
+  state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+#if defined(QAWARE_BENCH_HAVE_DNNL)
+  state.counters["vs_onednn"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+#endif
+}
+
+std::string bench_name(const std::string& base, const Shape& s, int threads, const std::string& extra = "") {
+  return base + "/M:" + std::to_string(s.M) + "/N:" + std::to_string(s.N) + "/K:" + std::to_string(s.K) +
+         "/threads:" + std::to_string(threads) + extra;
+}
+
+std::string path_bench_name(qg::Path p) {
+  switch (p) {
+    case qg::Path::kScalar: return "Scalar";
+    case qg::Path::kAvx2: return "Avx2";
+    case qg::Path::kAvxVnni: return "AvxVnni";
+    case qg::Path::kAvx512Vnni: return "Avx512Vnni";
+    case qg::Path::kAmx: return "Amx";
+    default: return "None";
+  }
+}
+
+void register_all() {
+  const qg::Path runnable = qg::compiled_paths() & qg::cpu_paths();
+  const char* mt = std::getenv("QAWARE_BENCH_MIN_TIME");
+  const double min_time = mt ? std::max(0.01, std::atof(mt)) : 0.5;
+  const bool with_scalar = std::getenv("QAWARE_BENCH_SCALAR") != nullptr;  // slow; off by default
+  for (int threads : bench_threads()) {
+    for (const Shape& s : kShapes) {
+      auto reg = [&](const std::string& name, auto fn) {
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->MinTime(min_time);
+        // One thread: CPU time of the benchmark thread (other processes on the
+        // machine do not count against it); several: wall time.
+        if (threads > 1) b->UseRealTime();
+      };
+      reg(bench_name("BM_GemmF32Eigen", s, threads), [=](benchmark::State& st) { BM_GemmF32Eigen(st, s, threads); });
+#if defined(QAWARE_BENCH_HAVE_DNNL)
+      reg(bench_name("BM_GemmF32OneDnn", s, threads), [=](benchmark::State& st) { BM_GemmOneDnn(st, s, threads, false); });
+      reg(bench_name("BM_GemmU8S8OneDnn", s, threads), [=](benchmark::State& st) { BM_GemmOneDnn(st, s, threads, true); });
+#endif
+      for (qg::Path p : qg::kEachPath) {
+        if (!qg::has(runnable, p) || (p == qg::Path::kScalar && !with_scalar)) continue;
+        for (bool trained : {true, false}) {
+          // The weight distribution only changes the AVX2 path (its format choice).
+          if (!trained && p != qg::Path::kAvx2) continue;
+          reg(bench_name("BM_GemmU8S8" + path_bench_name(p), s, threads, trained ? "/weights:1" : "/weights:0"),
+              [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, p, trained, false); });
+        }
+      }
+      reg(bench_name("BM_GemmU8S8RequantBest", s, threads, "/weights:1"),
+          [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, qg::best_path(runnable), true, true); });
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const qg::Path runnable = qg::compiled_paths() & qg::cpu_paths();
+  benchmark::AddCustomContext("qaware_paths", qg::paths_string(runnable));
+  benchmark::AddCustomContext("qaware_best_path", qg::path_name(qg::best_path(runnable)));
+#if defined(QAWARE_BENCH_HAVE_DNNL)
+  {
+    OneDnnMatmul probe(Shape{64, 64, 64}, true);
+    benchmark::AddCustomContext("onednn_u8s8s32_impl", probe.impl);
+    benchmark::AddCustomContext("onednn_version", std::to_string(dnnl_version()->major) + "." +
+                                                      std::to_string(dnnl_version()->minor) + "." +
+                                                      std::to_string(dnnl_version()->patch));
+    const char* isa = std::getenv("ONEDNN_MAX_CPU_ISA");
+    benchmark::AddCustomContext("ONEDNN_MAX_CPU_ISA", isa ? isa : "<unset>");
+  }
+#else
+  benchmark::AddCustomContext("onednn", "not found at build time");
+#endif
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

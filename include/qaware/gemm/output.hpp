@@ -1,0 +1,116 @@
+#pragma once
+// Output stages of the INT8 GEMM.
+//
+// Every stage starts from the exact int32 accumulator
+//   acc[m][n] = sum_k (A[m][k] - a_zero_point) * (B[k][n] - b_zero_point)
+// and then either
+//   int32        C[m*ldc + n] = acc
+//   dequantize   y = fma(float(acc), a_scale * b_scale[n], bias[n]);  C = act(y)   (float)
+//   requantize   C = quantize_value(act(y), 1 / out_scale, out_zero_point, qmin, qmax)
+//                with [qmin, qmax] = [0, 255] for uint8 and [-128, 127] for int8
+// where b_scale is per tensor (one value) or per output channel (N values),
+// bias is optional (N values) and act is none, ReLU or GELU (erf form,
+// 0.5 y (1 + erf(y / sqrt 2)), as torch.nn.GELU()). y and the rounding come
+// from qaware/quant/requantize.hpp, the routine QAT shares.
+
+#include <cmath>
+#include <cstdint>
+
+#include "qaware/core/shape.hpp"
+
+namespace qaware {
+namespace gemm {
+
+enum class Activation { kNone, kRelu, kGelu };
+
+inline const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::kNone: return "none";
+    case Activation::kRelu: return "relu";
+    case Activation::kGelu: return "gelu";
+  }
+  return "invalid";
+}
+
+// GELU, exact (erf) form, in float.
+inline float gelu_erf(float y) { return 0.5f * y * (1.0f + std::erf(y * 0.70710678118654752440f)); }
+
+inline float apply_activation(Activation a, float y) {
+  switch (a) {
+    case Activation::kRelu: return y > 0.0f ? y : 0.0f;
+    case Activation::kGelu: return gelu_erf(y);
+    case Activation::kNone: break;
+  }
+  return y;
+}
+
+// Scales, bias and activation shared by the float and requantized stages.
+struct Dequantize {
+  float a_scale = 1.0f;               // activation scale
+  const float* b_scales = nullptr;    // weight scales: b_scale_count values
+  Index b_scale_count = 0;            // 1 (per tensor) or N (per output channel)
+  const float* bias = nullptr;        // N values, or nullptr for none
+  Activation activation = Activation::kNone;
+};
+
+class Output {
+ public:
+  enum class Kind { kInt32, kFloat, kUint8, kInt8 };
+
+  // Raw accumulators.
+  static Output int32(std::int32_t* c, Index ldc) { return Output(Kind::kInt32, c, ldc); }
+  // Dequantized float.
+  static Output dequantize(float* c, Index ldc, const Dequantize& dq) {
+    Output o(Kind::kFloat, c, ldc);
+    o.dq_ = dq;
+    return o;
+  }
+  // Requantized uint8 / int8 with the output's scale and zero point.
+  static Output requantize(std::uint8_t* c, Index ldc, const Dequantize& dq, float out_scale,
+                           std::int32_t out_zero_point) {
+    return requant(Kind::kUint8, c, ldc, dq, out_scale, out_zero_point);
+  }
+  static Output requantize(std::int8_t* c, Index ldc, const Dequantize& dq, float out_scale,
+                           std::int32_t out_zero_point) {
+    return requant(Kind::kInt8, c, ldc, dq, out_scale, out_zero_point);
+  }
+
+  Kind kind() const { return kind_; }
+  void* data() const { return c_; }
+  Index ldc() const { return ldc_; }
+  const Dequantize& dequant() const { return dq_; }
+  float out_scale() const { return out_scale_; }
+  std::int32_t out_zero_point() const { return out_zp_; }
+  std::int32_t qmin() const { return kind_ == Kind::kUint8 ? 0 : -128; }
+  std::int32_t qmax() const { return kind_ == Kind::kUint8 ? 255 : 127; }
+
+ private:
+  Output(Kind k, void* c, Index ldc) : kind_(k), c_(c), ldc_(ldc) {}
+  static Output requant(Kind k, void* c, Index ldc, const Dequantize& dq, float out_scale, std::int32_t zp) {
+    Output o(k, c, ldc);
+    o.dq_ = dq;
+    o.out_scale_ = out_scale;
+    o.out_zp_ = zp;
+    return o;
+  }
+
+  Kind kind_;
+  void* c_;
+  Index ldc_;
+  Dequantize dq_{};
+  float out_scale_ = 1.0f;
+  std::int32_t out_zp_ = 0;
+};
+
+inline const char* output_kind_name(Output::Kind k) {
+  switch (k) {
+    case Output::Kind::kInt32: return "int32";
+    case Output::Kind::kFloat: return "float";
+    case Output::Kind::kUint8: return "uint8";
+    case Output::Kind::kInt8: return "int8";
+  }
+  return "invalid";
+}
+
+}  // namespace gemm
+}  // namespace qaware

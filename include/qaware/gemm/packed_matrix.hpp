@@ -1,0 +1,334 @@
+#pragma once
+// The packed weight matrix B of the INT8 GEMM, and pack_b().
+//
+// B is int8, given once as K x N (B[k][n] = b[k*ldb + n]) or as N x K, the
+// PyTorch weight layout (B[k][n] = w[n*ldb + k]). pack_b() rearranges it for
+// one path's kernel (PackedMatrix::path() says which), pads it with zeros and
+// records the column sums sum_k B[k][n] that the zero-point compensation needs.
+// Packing happens once per weight; every GEMM with that weight reuses it.
+//
+// Formats (the kernels' business; documented for the tests that check them).
+// Columns are cut into panels of NR; each panel holds all Kp = K rounded up to
+// `kalign` rows, zero padded; within a panel:
+//   scalar                 int8  [Kp][NR]                  NR = 8
+//   avx2 (int16 pairs)     int16 [Kp/2][NR][2]             NR = 16  (vpmaddwd)
+//   avx2 (maddubs quads)   int8  [Kp/4][NR][4]             NR = 24  (vpmaddubsw, + corrections)
+//   avxvnni                int8  [Kp/4][NR][4]             NR = 16  (vpdpbusd)
+//   avx512vnni             int8  [Kp/4][NR][4]             NR = 48
+//   amx                    int8  [Kp/64][NR/16][16][16][4] NR = 32  (1 KiB tiles: 16 quad rows x 16 columns x 4)
+//
+// The AVX2 path has two formats. vpmaddubsw (u8 x s8, adjacent products added
+// in int16, saturating) is exact only when no pair of adjacent K values in a
+// column can sum past int16: with A <= 255 that holds when the two B values
+// have opposite signs or |b0| + |b1| <= 128. Trained weights almost always
+// satisfy it; for the few pairs that do not, pack_b stores b1' = sign(b1) *
+// (128 - |b0|) and records a correction (k, column, b1 - b1') that the kernel
+// adds after its K block as A[m][k] * (b1 - b1'), exactly. When more than
+// 1/512 of the pairs need one (e.g. uniformly random weights), pack_b uses the
+// int16 pair format instead, which is exact for every input (vpmaddwd never
+// saturates) but needs 4 vector ops per 32 multiply-adds instead of 3.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "qaware/core/error.hpp"
+#include "qaware/core/shape.hpp"
+#include "qaware/gemm/path.hpp"
+
+namespace qaware {
+namespace gemm {
+
+enum class BLayout {
+  kKxN,  // B[k][n] = b[k*ldb + n], ldb >= N
+  kNxK,  // B[k][n] = b[n*ldb + k], ldb >= K (PyTorch's Linear.weight)
+};
+
+namespace detail {
+
+// How a PackedMatrix stores B (one per kernel).
+enum class Format : int { kScalar, kAvx2Pairs, kAvx2Quads, kAvxVnni, kAvx512Vnni, kAmx };
+
+// Blocking constants of one format's kernel.
+struct Layout {
+  int mr;           // rows of A per micro-kernel call
+  int nr;           // columns of B per panel
+  int kalign;       // K is padded to a multiple of this
+  int a_elem;       // bytes per packed A element
+  int b_elem;       // bytes per packed B element
+};
+
+inline Layout layout_of(Format f) {
+  switch (f) {
+    case Format::kScalar: return {4, 8, 1, 2, 1};
+    case Format::kAvx2Pairs: return {6, 16, 2, 2, 2};
+    case Format::kAvx2Quads: return {4, 24, 4, 1, 1};
+    case Format::kAvxVnni: return {6, 16, 4, 1, 1};
+    case Format::kAvx512Vnni: return {8, 48, 4, 1, 1};
+    case Format::kAmx: return {32, 32, 64, 1, 1};
+  }
+  return {4, 8, 1, 2, 1};
+}
+
+// The K block of the AVX2 maddubs kernel; corrections are grouped by it.
+constexpr Index kAvx2QuadsKC = 512;
+// The maddubs format is used when at most 1 in this many K pairs needs a correction.
+constexpr Index kAvx2MaxCorrectionRatio = 512;
+
+// Element offset of B[k][j] (k < Kp, j < NR) inside one panel.
+inline Index panel_offset(Format f, Index k, Index j, Index nr) {
+  switch (f) {
+    case Format::kScalar: return k * nr + j;
+    case Format::kAvx2Pairs: return ((k >> 1) * nr + j) * 2 + (k & 1);
+    case Format::kAvx2Quads:
+    case Format::kAvxVnni:
+    case Format::kAvx512Vnni: return ((k >> 2) * nr + j) * 4 + (k & 3);
+    case Format::kAmx: return (k >> 6) * (64 * nr) + (j >> 4) * 1024 + ((k & 63) >> 2) * 64 + (j & 15) * 4 + (k & 3);
+  }
+  return 0;
+}
+
+// One exact fix-up of the AVX2 maddubs format: C[m][j] += A[m][k] * value.
+struct Correction {
+  std::int32_t k;      // row of B (absolute)
+  std::int16_t j;      // column within the panel
+  std::int16_t value;  // b - b' (|value| <= 128)
+};
+
+// True when vpmaddubsw could saturate on the adjacent pair (x, y) for some A <= 255.
+inline bool maddubs_unsafe(int x, int y) {
+  const bool same_sign = (x > 0 && y > 0) || (x < 0 && y < 0);
+  return same_sign && (x < 0 ? -x : x) + (y < 0 ? -y : y) > 128;
+}
+
+inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
+inline Index ceil_div(Index x, Index m) { return (x + m - 1) / m; }
+
+// A 64-byte aligned, uninitialised byte buffer that only grows.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t bytes) { reserve(bytes); }
+  AlignedBuffer(const AlignedBuffer& o) {
+    reserve(o.size_);
+    if (o.size_) std::memcpy(ptr_.get(), o.ptr_.get(), o.size_);
+  }
+  AlignedBuffer& operator=(const AlignedBuffer& o) {
+    if (this != &o) {
+      AlignedBuffer t(o);
+      *this = std::move(t);
+    }
+    return *this;
+  }
+  AlignedBuffer(AlignedBuffer&&) noexcept = default;
+  AlignedBuffer& operator=(AlignedBuffer&&) noexcept = default;
+
+  // Makes room for `bytes`; old contents are not kept.
+  void reserve(std::size_t bytes) {
+    if (bytes <= size_) return;
+    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) throw std::bad_alloc();
+    ptr_.reset(static_cast<unsigned char*>(p));
+    size_ = rounded;
+  }
+  unsigned char* data() { return ptr_.get(); }
+  const unsigned char* data() const { return ptr_.get(); }
+  std::size_t size() const { return size_; }
+
+ private:
+  struct Free {
+    void operator()(unsigned char* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<unsigned char[], Free> ptr_;
+  std::size_t size_ = 0;
+};
+
+// max |B[k][n] - zero_point| over int8 B.
+inline std::int64_t max_abs_b(std::int32_t zero_point) {
+  const std::int64_t lo = -128 - static_cast<std::int64_t>(zero_point), hi = 127 - static_cast<std::int64_t>(zero_point);
+  return lo < 0 ? (-lo > hi ? -lo : hi) : hi;
+}
+
+}  // namespace detail
+
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+
+  bool empty() const { return k_ == 0; }
+  Path path() const { return path_; }
+  detail::Format format() const { return format_; }
+  Index depth() const { return k_; }          // K
+  Index cols() const { return n_; }           // N
+  Index padded_depth() const { return kp_; }  // Kp
+  Index panel_cols() const { return nr_; }    // NR
+  Index panels() const { return panels_; }
+  std::int32_t zero_point() const { return zero_point_; }
+  // sum_k B[k][n] of the original int8 values (zero point not subtracted), N values.
+  const std::int32_t* col_sums() const { return col_sums_.data(); }
+  // Panel p: Kp x NR values in the path's layout.
+  const void* panel(Index p) const { return data_.data() + p * panel_bytes_; }
+  Index panel_bytes() const { return panel_bytes_; }
+  // AVX2 maddubs format only: the corrections of panel p, K block kb.
+  const detail::Correction* corrections_begin(Index p, Index kb) const {
+    return corrections_.data() + correction_start_[static_cast<std::size_t>(p * k_blocks_ + kb)];
+  }
+  const detail::Correction* corrections_end(Index p, Index kb) const {
+    return corrections_.data() + correction_start_[static_cast<std::size_t>(p * k_blocks_ + kb + 1)];
+  }
+  Index correction_count() const { return static_cast<Index>(corrections_.size()); }
+
+ private:
+  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, int);
+
+  Path path_ = Path::kNone;
+  detail::Format format_ = detail::Format::kScalar;
+  Index k_blocks_ = 0;
+  std::vector<detail::Correction> corrections_;
+  std::vector<std::int32_t> correction_start_;
+  Index k_ = 0, n_ = 0, kp_ = 0, nr_ = 0, panels_ = 0, panel_bytes_ = 0;
+  std::int32_t zero_point_ = 0;
+  std::vector<std::int32_t> col_sums_;
+  detail::AlignedBuffer data_;
+};
+
+// The packer behind pack_b(). avx2_format: -1 chooses (see the header), 0
+// forces the int16 pairs, 1 the maddubs quads (tests use both).
+inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
+                                  std::int32_t zero_point, Path path, int avx2_format) {
+  const char* lname = layout == BLayout::kKxN ? "KxN" : "NxK";
+  QAWARE_CHECK(b != nullptr, "pack_b: B is null (K = ", K, ", N = ", N, ")");
+  QAWARE_CHECK(K >= 1 && N >= 1, "pack_b: K and N must be >= 1, got K = ", K, ", N = ", N);
+  QAWARE_CHECK(layout == BLayout::kKxN || layout == BLayout::kNxK, "pack_b: invalid layout");
+  const Index min_ld = layout == BLayout::kKxN ? N : K;
+  QAWARE_CHECK(ldb >= min_ld, "pack_b: ldb = ", ldb, " is smaller than ", min_ld, " for a ", lname, " B with K = ", K,
+               ", N = ", N);
+  QAWARE_CHECK(zero_point >= -128 && zero_point <= 127, "pack_b: B zero point ", zero_point,
+               " is outside the int8 range [-128, 127]");
+  QAWARE_CHECK(has(kAllPaths, path) && best_path(path) == path && path != Path::kNone,
+               "pack_b: path must be exactly one of scalar, avx2, avxvnni, avx512vnni, amx (got mask ",
+               static_cast<unsigned>(path), ")");
+  QAWARE_CHECK(has(compiled_paths(), path), "pack_b: path '", path_name(path), "' is not compiled into this build");
+  // Even the smallest activation range (|A - a_zero_point| <= 128) must keep
+  // |sum_k (A - za)(B - zb)| within int32; gemm() checks the actual range.
+  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * detail::max_abs_b(zero_point);
+  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "pack_b: K = ", K,
+               " is too deep for int32 accumulation: |sum| can reach K * 128 * ", detail::max_abs_b(zero_point), " = ",
+               bound, " > 2^31 - 1; split K");
+
+  const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
+  const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
+  auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
+
+  detail::Format fmt = detail::Format::kScalar;
+  switch (path) {
+    case Path::kAvx2: {
+      int want = avx2_format;
+      if (want < 0) {
+        // Count the K pairs (within quads) vpmaddubsw could saturate on.
+        Index unsafe = 0;
+        for (Index n = 0; n < N; ++n)
+          for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+        const Index pairs = N * ((K + 1) / 2);
+        want = unsafe * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
+      }
+      fmt = want == 1 ? detail::Format::kAvx2Quads : detail::Format::kAvx2Pairs;
+      break;
+    }
+    case Path::kAvxVnni: fmt = detail::Format::kAvxVnni; break;
+    case Path::kAvx512Vnni: fmt = detail::Format::kAvx512Vnni; break;
+    case Path::kAmx: fmt = detail::Format::kAmx; break;
+    default: fmt = detail::Format::kScalar; break;
+  }
+
+  const detail::Layout lay = detail::layout_of(fmt);
+  PackedMatrix pm;
+  pm.path_ = path;
+  pm.format_ = fmt;
+  pm.k_ = K;
+  pm.n_ = N;
+  pm.kp_ = detail::round_up(K, lay.kalign);
+  pm.nr_ = lay.nr;
+  pm.panels_ = detail::ceil_div(N, lay.nr);
+  pm.panel_bytes_ = detail::round_up(pm.kp_ * lay.nr * lay.b_elem, 64);
+  pm.zero_point_ = zero_point;
+  pm.col_sums_.assign(static_cast<std::size_t>(N), 0);
+  pm.data_.reserve(static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
+  std::memset(pm.data_.data(), 0, static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
+  const bool quads = fmt == detail::Format::kAvx2Quads;
+  if (quads) {
+    pm.k_blocks_ = detail::ceil_div(pm.kp_, detail::kAvx2QuadsKC);
+    pm.correction_start_.assign(static_cast<std::size_t>(pm.panels_ * pm.k_blocks_ + 1), 0);
+  }
+
+  for (Index p = 0; p < pm.panels_; ++p) {
+    unsigned char* panel = pm.data_.data() + p * pm.panel_bytes_;
+    const Index n0 = p * lay.nr;
+    const Index cols = std::min<Index>(lay.nr, N - n0);
+    std::vector<detail::Correction> fixes;  // this panel's, in (k, j) order after sorting
+    for (Index j = 0; j < cols; ++j) {
+      std::int32_t sum = 0;
+      for (Index k = 0; k < K; ++k) {
+        int v = at(k, n0 + j);
+        sum += v;
+        if (quads && (k & 1) == 1) {
+          const int x = at(k - 1, n0 + j);
+          if (detail::maddubs_unsafe(x, v)) {
+            const int mag = 128 - (x < 0 ? -x : x);
+            const int safe = v < 0 ? -mag : mag;
+            fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j),
+                             static_cast<std::int16_t>(v - safe)});
+            v = safe;
+          }
+        }
+        const Index off = detail::panel_offset(fmt, k, j, lay.nr);
+        if (lay.b_elem == 2) {
+          const std::int16_t w = static_cast<std::int16_t>(v);
+          std::memcpy(panel + off * 2, &w, 2);
+        } else {
+          const std::int8_t w = static_cast<std::int8_t>(v);
+          std::memcpy(panel + off, &w, 1);
+        }
+      }
+      pm.col_sums_[static_cast<std::size_t>(n0 + j)] = sum;
+    }
+    if (quads) {
+      std::sort(fixes.begin(), fixes.end(), [](const detail::Correction& a, const detail::Correction& c) {
+        return a.k != c.k ? a.k < c.k : a.j < c.j;
+      });
+      std::size_t next = 0;
+      for (Index kb = 0; kb < pm.k_blocks_; ++kb) {
+        pm.correction_start_[static_cast<std::size_t>(p * pm.k_blocks_ + kb)] =
+            static_cast<std::int32_t>(pm.corrections_.size());
+        const Index k_end = (kb + 1) * detail::kAvx2QuadsKC;
+        while (next < fixes.size() && fixes[next].k < k_end) pm.corrections_.push_back(fixes[next++]);
+      }
+    }
+  }
+  if (quads) pm.correction_start_.back() = static_cast<std::int32_t>(pm.corrections_.size());
+  return pm;
+}
+
+// Packs B (K x N, int8) for `path`, which must be one compiled path; packing for
+// a path this CPU lacks is allowed (gemm() then refuses it). zero_point is B's
+// (per tensor, in [-128, 127]; 0 for symmetric weights).
+inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zero_point,
+                           Path path) {
+  return detail_pack_b(b, K, N, ldb, layout, zero_point, path, -1);
+}
+
+// Packs B for the best enabled path (see enabled_paths()).
+inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
+                           std::int32_t zero_point = 0) {
+  return pack_b(b, K, N, ldb, layout, zero_point, best_path());
+}
+
+}  // namespace gemm
+}  // namespace qaware

@@ -1,0 +1,381 @@
+// INT8 GEMM, every path against the scalar triple-loop reference: int32
+// results must be identical (integer arithmetic has no tolerance), output
+// stages bit-identical to the reference formula and within stated bounds of a
+// double-precision evaluation. A path this CPU cannot run is skipped with a
+// message naming it; emulated_test.cpp still checks its packing here.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "gemm/gemm_test_util.hpp"
+#include "qaware/core/threading.hpp"
+
+namespace qaware {
+namespace gemm_test {
+namespace {
+
+class GemmPathTest : public ::testing::TestWithParam<Variant> {
+ protected:
+  void SetUp() override {
+    if (!path_runs_here(GetParam().path))
+      GTEST_SKIP() << "path '" << gemm::path_name(GetParam().path)
+                   << "' is not supported by this CPU/OS (runnable here: "
+                   << gemm::paths_string(gemm::compiled_paths() & gemm::cpu_paths()) << ")";
+  }
+  Variant path() const { return GetParam(); }
+  // pack_b for this variant.
+  PackedMatrix pack(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zb) const {
+    return gemm::detail_pack_b(b, K, N, ldb, layout, zb, GetParam().path, GetParam().avx2_format);
+  }
+};
+
+// ruy's edge-case sizes: around every power of two up to 128.
+const std::vector<Index> kSizes = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129};
+
+template <class TA>
+void sweep(Variant path, BLayout layout, std::uint64_t seed) {
+  Rng rng(seed);
+  constexpr bool kSigned = std::is_same<TA, std::int8_t>::value;
+  int variant = 0;
+  for (Index s : kSizes) {
+    const Index shapes[4][3] = {{s, s, s}, {s, 33, 17}, {19, s, 35}, {21, 13, s}};
+    for (const auto& sh : shapes) {
+      // Alternate tight and odd leading dimensions, and a zero point on every
+      // other case (B's zero point is covered by ZeroPointCompensation).
+      const bool odd = (variant % 2) == 1;
+      const std::int32_t za = (variant % 3 == 2) ? (kSigned ? -7 : 131) : 0;
+      ++variant;
+      Case<TA> cs(sh[0], sh[1], sh[2], layout, rng, za, 0, odd ? 3 : 0, odd ? 5 : 0, odd ? 7 : 0);
+      ASSERT_TRUE(int32_matches_reference(cs, path));
+    }
+  }
+}
+
+TEST_P(GemmPathTest, SizeSweepUint8KxN) { sweep<std::uint8_t>(path(), BLayout::kKxN, 1); }
+TEST_P(GemmPathTest, SizeSweepUint8NxK) { sweep<std::uint8_t>(path(), BLayout::kNxK, 2); }
+TEST_P(GemmPathTest, SizeSweepInt8KxN) { sweep<std::int8_t>(path(), BLayout::kKxN, 3); }
+TEST_P(GemmPathTest, SizeSweepInt8NxK) { sweep<std::int8_t>(path(), BLayout::kNxK, 4); }
+
+TEST_P(GemmPathTest, DeepK) {
+  Rng rng(11);
+  for (Index K : {4096, 4099}) {
+    ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(5, 19, K, BLayout::kKxN, rng, 77, 0, 1, 0, 3), path()));
+    ASSERT_TRUE(int32_matches_reference(Case<std::int8_t>(7, 50, K, BLayout::kNxK, rng, -3, 0, 0, 2, 0), path()));
+  }
+}
+
+TEST_P(GemmPathTest, Gemv) {
+  Rng rng(12);
+  ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(1, 1000, 768, BLayout::kNxK, rng, 128), path()));
+  ASSERT_TRUE(int32_matches_reference(Case<std::int8_t>(1, 33, 4099, BLayout::kKxN, rng), path()));
+  ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(1, 1, 1, BLayout::kKxN, rng, 3), path()));
+}
+
+// BERT-base shapes: the attention/FFN projections at sequence 128 and 16, and
+// a 4096-row case (a batch of 32 x 128 tokens) with narrow N and K so the
+// triple-loop reference stays cheap; 1024 rows under sanitizers.
+TEST_P(GemmPathTest, BertShapes) {
+  Rng rng(13);
+  const Index big_rows = kSanitized ? 1024 : 4096;
+  ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(128, 768, 768, BLayout::kNxK, rng, 119), path()));
+  ASSERT_TRUE(int32_matches_reference(Case<std::int8_t>(16, 768, 768, BLayout::kNxK, rng), path()));
+  ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(big_rows, 48, 96, BLayout::kNxK, rng, 5), path()));
+}
+
+// Constant extreme inputs: acc = K (a - za)(b - zb) exactly, computed here in
+// int64 independently of the reference. 255 * 127 pairs are where vpmaddubsw
+// would saturate (2 * 255 * 127 = 64770 > 32767).
+template <class TA>
+void extremes(Variant path, std::initializer_list<int> a_values) {
+  for (Index K : {1000, 4099}) {
+    for (int av : a_values) {
+      for (int bv : {-128, 127, -1}) {
+        const Index M = 7, N = 21;
+        std::vector<TA> a(static_cast<std::size_t>(M * K), static_cast<TA>(av));
+        std::vector<std::int8_t> b(static_cast<std::size_t>(K * N), static_cast<std::int8_t>(bv));
+        const PackedMatrix pb = gemm::detail_pack_b(b.data(), K, N, N, BLayout::kKxN, 0, path.path, path.avx2_format);
+        std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+        gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
+        const std::int64_t expected = static_cast<std::int64_t>(K) * av * bv;
+        for (std::int32_t v : c) ASSERT_EQ(v, expected) << "K=" << K << " A=" << av << " B=" << bv;
+      }
+    }
+  }
+}
+
+TEST_P(GemmPathTest, ExtremeValuesUint8) { extremes<std::uint8_t>(path(), {0, 255, 1}); }
+TEST_P(GemmPathTest, ExtremeValuesInt8) { extremes<std::int8_t>(path(), {-128, 127, 0}); }
+
+// Alternating extremes along K (255, 255, 0, 255, ...) against alternating B,
+// so neighbouring K pairs mix signs and magnitudes; checked against the reference.
+TEST_P(GemmPathTest, MixedExtremes) {
+  Rng rng(14);
+  for (int rep = 0; rep < 2; ++rep) {
+    Case<std::uint8_t> cs(9, 37, 515, BLayout::kKxN, rng);
+    for (auto& x : cs.a) x = rng.below(4) == 0 ? 0 : 255;
+    for (auto& x : cs.b) x = rng.below(2) ? 127 : -128;
+    ASSERT_TRUE(int32_matches_reference(cs, path()));
+    Case<std::int8_t> cs8(9, 37, 515, BLayout::kNxK, rng);
+    for (auto& x : cs8.a) x = rng.below(2) ? 127 : -128;
+    for (auto& x : cs8.b) x = rng.below(2) ? 127 : -128;
+    ASSERT_TRUE(int32_matches_reference(cs8, path()));
+  }
+}
+
+// Adjacent K pairs at vpmaddubsw's int16 limit with A = 255: (64, 64) sums to
+// 32640 (fits), (64, 65) to 32895 and (-64, -65) to -32895 (saturate unless
+// the maddubs format repairs them), (-128, 0) and (127, -128) never saturate.
+TEST_P(GemmPathTest, PairSumsAtTheInt16Limit) {
+  const std::vector<std::pair<int, int>> pairs = {{64, 64}, {64, 65}, {-64, -64}, {-64, -65}, {-128, 0},
+                                                  {127, -128}, {127, 2}, {-1, -128}, {0, -128}, {65, 64}};
+  const Index N = static_cast<Index>(pairs.size()), K = 64, M = 3;
+  std::vector<std::int8_t> b(static_cast<std::size_t>(K * N));  // N x K
+  for (Index n = 0; n < N; ++n)
+    for (Index k = 0; k < K; ++k)
+      b[static_cast<std::size_t>(n * K + k)] = static_cast<std::int8_t>(k % 2 ? pairs[static_cast<std::size_t>(n)].second
+                                                                               : pairs[static_cast<std::size_t>(n)].first);
+  std::vector<std::uint8_t> a(static_cast<std::size_t>(M * K), 255);
+  const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
+  std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+  gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
+  for (Index m = 0; m < M; ++m)
+    for (Index n = 0; n < N; ++n) {
+      const auto& pr = pairs[static_cast<std::size_t>(n)];
+      ASSERT_EQ(c[static_cast<std::size_t>(m * N + n)], (K / 2) * 255 * (pr.first + pr.second))
+          << "pair (" << pr.first << ", " << pr.second << ")";
+    }
+}
+
+// The deepest K gemm() accepts for uint8 A without zero points:
+// 65793 * 255 * 128 = 2147483520 <= 2^31 - 1 < 65794 * 255 * 128.
+TEST_P(GemmPathTest, DeepestKAtTheInt32Limit) {
+  const Index K = 65793, M = 2, N = 3;
+  std::vector<std::uint8_t> a(static_cast<std::size_t>(M * K), 255);
+  for (int bv : {-128, 127}) {
+    std::vector<std::int8_t> b(static_cast<std::size_t>(K * N), static_cast<std::int8_t>(bv));
+    const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
+    std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+    gemm::gemm(a.data(), M, K, K, 0, pb, Output::int32(c.data(), N));
+    for (std::int32_t v : c) ASSERT_EQ(v, static_cast<std::int64_t>(K) * 255 * bv);
+  }
+}
+
+TEST_P(GemmPathTest, ZeroPointCompensation) {
+  Rng rng(15);
+  const Index M = 23, N = 45, K = 300;
+  for (std::int32_t za : {0, 1, 128, 255}) {
+    for (std::int32_t zb : {0, -128, -1, 5, 127}) {
+      ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(M, N, K, BLayout::kKxN, rng, za, zb, 1, 2, 3), path()));
+    }
+  }
+  for (std::int32_t za : {-128, -1, 0, 3, 127}) {
+    for (std::int32_t zb : {0, -128, 7, 127}) {
+      ASSERT_TRUE(int32_matches_reference(Case<std::int8_t>(M, N, K, BLayout::kNxK, rng, za, zb), path()));
+    }
+  }
+  // Extreme values with extreme zero points: |acc| = K * 255 * 255.
+  const Index K2 = 33000;  // 33000 * 255 * 255 = 2145825000 < 2^31 - 1
+  std::vector<std::uint8_t> a(static_cast<std::size_t>(2 * K2), 0);
+  std::vector<std::int8_t> b(static_cast<std::size_t>(K2 * 3), 127);
+  const PackedMatrix pb = pack(b.data(), K2, 3, 3, BLayout::kKxN, -128);
+  std::vector<std::int32_t> c(6);
+  gemm::gemm(a.data(), 2, K2, K2, 255, pb, Output::int32(c.data(), 3));
+  for (std::int32_t v : c) ASSERT_EQ(v, static_cast<std::int64_t>(K2) * (0 - 255) * (127 + 128));
+}
+
+// Scales and biases for the float and requantized stages.
+struct StageParams {
+  float a_scale;
+  std::vector<float> b_scales, bias;
+};
+
+StageParams stage_params(Index N, bool per_channel, Rng& rng) {
+  StageParams p;
+  p.a_scale = 0.0173f;
+  p.b_scales.resize(per_channel ? static_cast<std::size_t>(N) : 1);
+  for (auto& s : p.b_scales) s = static_cast<float>(rng.uniform(0.0005, 0.004));
+  p.bias.resize(static_cast<std::size_t>(N));
+  for (auto& b : p.bias) b = static_cast<float>(rng.uniform(-3.0, 3.0));
+  return p;
+}
+
+gemm::Dequantize make_dq(const StageParams& sp, bool with_bias, gemm::Activation act) {
+  gemm::Dequantize dq;
+  dq.a_scale = sp.a_scale;
+  dq.b_scales = sp.b_scales.data();
+  dq.b_scale_count = static_cast<Index>(sp.b_scales.size());
+  dq.bias = with_bias ? sp.bias.data() : nullptr;
+  dq.activation = act;
+  return dq;
+}
+
+// Activation in double, for the independent check.
+double act_double(gemm::Activation a, double y) {
+  if (a == gemm::Activation::kRelu) return y > 0 ? y : 0;
+  if (a == gemm::Activation::kGelu) return 0.5 * y * (1.0 + std::erf(y / std::sqrt(2.0)));
+  return y;
+}
+
+TEST_P(GemmPathTest, DequantizeStage) {
+  Rng rng(16);
+  for (bool per_channel : {false, true}) {
+    for (bool with_bias : {false, true}) {
+      for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu}) {
+        Case<std::uint8_t> cs(37, 70, 200, BLayout::kNxK, rng, 121, per_channel ? 0 : 3, 2, 0, 5);
+        const StageParams sp = stage_params(cs.N, per_channel, rng);
+        const gemm::Dequantize dq = make_dq(sp, with_bias, act);
+        const PackedMatrix pb = cs.pack(path().path, path().avx2_format);
+        GuardedOutput<float> out(cs.M, cs.N, cs.ldc, -12345.0f);
+        gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::dequantize(out.data(), cs.ldc, dq));
+        ASSERT_TRUE(out.untouched_outside());
+        const std::vector<std::int32_t> acc = cs.reference();
+        for (Index m = 0; m < cs.M; ++m) {
+          for (Index n = 0; n < cs.N; ++n) {
+            const std::int32_t a = acc[static_cast<std::size_t>(m * cs.N + n)];
+            // 1) The same float formula (shared fma routine, same erf): bit-identical.
+            const float expect = gemm::reference_dequantize(a, n, dq);
+            ASSERT_EQ(out.at(m, n), expect) << cs.str() << " at (" << m << ", " << n << ")";
+            // 2) Independently, in double. Float rounds float(acc), the scale
+            // product and the fma (3 roundings of 2^-24 relative to |acc*s| +
+            // |bias|, the terms before any cancellation); GELU adds erf's and
+            // its own few roundings (<= 8 ulp of the result) and passes the
+            // input error on with slope <= 1.13.
+            const double s = static_cast<double>(sp.a_scale) * sp.b_scales[per_channel ? static_cast<std::size_t>(n) : 0];
+            const double bias = with_bias ? sp.bias[static_cast<std::size_t>(n)] : 0.0;
+            const double lin = static_cast<double>(a) * s + bias;
+            const double y = act_double(act, lin);
+            const double in_err = 4.0 * 0x1p-24 * (std::fabs(static_cast<double>(a) * s) + std::fabs(bias));
+            const double tol = (act == gemm::Activation::kGelu) ? 1.13 * in_err + 8.0 * 0x1p-24 * std::fabs(y) + 1e-37
+                                                                : in_err + 1e-37;
+            ASSERT_NEAR(out.at(m, n), y, tol) << cs.str() << " at (" << m << ", " << n << ")";
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class TO>
+void requantize_case(Variant path, Rng& rng, bool per_channel, gemm::Activation act, std::int32_t out_zp) {
+  Case<std::int8_t> cs(29, 83, 150, BLayout::kKxN, rng, -5, 0, 0, 3, 4);
+  const StageParams sp = stage_params(cs.N, per_channel, rng);
+  const gemm::Dequantize dq = make_dq(sp, true, act);
+  const float out_scale = 0.021f;  // small enough that some outputs saturate
+  const PackedMatrix pb = cs.pack(path.path, path.avx2_format);
+  GuardedOutput<TO> out(cs.M, cs.N, cs.ldc, static_cast<TO>(77));
+  gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::requantize(out.data(), cs.ldc, dq, out_scale, out_zp));
+  ASSERT_TRUE(out.untouched_outside());
+  const std::vector<std::int32_t> acc = cs.reference();
+  constexpr std::int32_t qmin = std::is_same<TO, std::uint8_t>::value ? 0 : -128;
+  constexpr std::int32_t qmax = std::is_same<TO, std::uint8_t>::value ? 255 : 127;
+  int saturated = 0, inside = 0;
+  for (Index m = 0; m < cs.M; ++m) {
+    for (Index n = 0; n < cs.N; ++n) {
+      const std::int32_t q =
+          gemm::reference_requantize(acc[static_cast<std::size_t>(m * cs.N + n)], n, dq, out_scale, out_zp, qmin, qmax);
+      ASSERT_EQ(static_cast<std::int32_t>(out.at(m, n)), q) << cs.str() << " at (" << m << ", " << n << ")";
+      if (q == qmin || q == qmax) ++saturated; else ++inside;
+    }
+  }
+  // The case must exercise both saturation and ordinary rounding.
+  EXPECT_GT(saturated, 0);
+  EXPECT_GT(inside, 0);
+}
+
+TEST_P(GemmPathTest, RequantizeStageUint8) {
+  Rng rng(17);
+  for (bool per_channel : {false, true})
+    for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu})
+      requantize_case<std::uint8_t>(path(), rng, per_channel, act, 128);
+}
+
+TEST_P(GemmPathTest, RequantizeStageInt8) {
+  Rng rng(18);
+  for (bool per_channel : {false, true})
+    for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu})
+      requantize_case<std::int8_t>(path(), rng, per_channel, act, -3);
+}
+
+// The requantized stage rounds half to even: with out_scale 2 and no bias,
+// accumulators 1, 3, 5, -1, -3 map to 0.5, 1.5, 2.5, -0.5, -1.5 -> 0, 2, 2, -0, -2.
+TEST_P(GemmPathTest, RequantizeRoundsHalfToEven) {
+  const std::vector<int> accs = {1, 3, 5, -1, -3, 7};
+  const Index N = static_cast<Index>(accs.size()), K = 1, M = 1;
+  std::vector<std::int8_t> b(accs.begin(), accs.end());  // K x N, A = [1]
+  const std::vector<std::uint8_t> a = {1};
+  const PackedMatrix pb = pack(b.data(), K, N, N, BLayout::kKxN, 0);
+  const float one = 1.0f;
+  gemm::Dequantize dq;
+  dq.a_scale = 1.0f;
+  dq.b_scales = &one;
+  dq.b_scale_count = 1;
+  std::vector<std::int8_t> c(static_cast<std::size_t>(N));
+  gemm::gemm(a.data(), M, K, K, 0, pb, Output::requantize(c.data(), N, dq, 2.0f, 0));
+  const std::vector<int> expected = {0, 2, 2, 0, -2, 4};
+  for (Index n = 0; n < N; ++n) EXPECT_EQ(c[static_cast<std::size_t>(n)], expected[static_cast<std::size_t>(n)]) << n;
+}
+
+TEST_P(GemmPathTest, ThreadCountDoesNotChangeResults) {
+  Rng rng(19);
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    ASSERT_TRUE(int32_matches_reference(Case<std::uint8_t>(200, 130, 70, BLayout::kNxK, rng, 9), path()));
+    ASSERT_TRUE(int32_matches_reference(Case<std::int8_t>(3, 300, 70, BLayout::kKxN, rng, 1), path()));
+  }
+  set_num_threads(saved);
+}
+
+TEST_P(GemmPathTest, PackedMatrixServesManyCalls) {
+  Rng rng(20);
+  const Index N = 50, K = 90;
+  const auto b = random_values<std::int8_t>(N * K, rng, -128, 127);
+  const PackedMatrix pb = pack(b.data(), K, N, K, BLayout::kNxK, 0);
+  EXPECT_EQ(pb.path(), path().path);
+  const PackedMatrix copy = pb;  // deep copy
+  for (Index M : {1, 6, 64, 131}) {
+    const auto a = random_values<std::uint8_t>(M * K, rng, 0, 255);
+    std::vector<std::int32_t> c(static_cast<std::size_t>(M * N)), ref(c.size());
+    gemm::gemm(a.data(), M, K, K, 4, M % 2 ? copy : pb, Output::int32(c.data(), N));
+    gemm::reference_gemm_s32(a.data(), M, K, K, 4, b.data(), N, K, BLayout::kNxK, 0, ref.data(), N);
+    ASSERT_EQ(c, ref) << "M=" << M;
+    EXPECT_EQ(gemm::last_path(), path().path);
+  }
+}
+
+// AVX2 runs twice, once per format (pack_b's own choice is tested in
+// GemmAvx2FormatTest below).
+INSTANTIATE_TEST_SUITE_P(Paths, GemmPathTest,
+                         ::testing::Values(Variant{Path::kScalar, -1}, Variant{Path::kAvx2, 0}, Variant{Path::kAvx2, 1},
+                                           Variant{Path::kAvxVnni, -1}, Variant{Path::kAvx512Vnni, -1},
+                                           Variant{Path::kAmx, -1}),
+                         [](const ::testing::TestParamInfo<Variant>& info) { return variant_test_name(info.param); });
+
+// pack_b picks the maddubs format for weights whose adjacent K pairs rarely
+// reach |b0| + |b1| > 128 (here normal with sigma 20, like per-channel
+// quantized trained weights) and the int16 pairs for uniformly random ones.
+TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
+  if (!path_runs_here(Path::kAvx2)) GTEST_SKIP() << "path 'avx2' is not supported by this CPU/OS";
+  Rng rng(21);
+  Case<std::uint8_t> uniform(64, 96, 320, BLayout::kNxK, rng, 3);
+  Case<std::uint8_t> trained(64, 96, 320, BLayout::kNxK, rng, 3);
+  for (auto& x : trained.b) x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0, 20)))));
+  const PackedMatrix pu = uniform.pack(Path::kAvx2), pt = trained.pack(Path::kAvx2);
+  EXPECT_EQ(pu.format(), gemm::detail::Format::kAvx2Pairs);
+  EXPECT_EQ(pt.format(), gemm::detail::Format::kAvx2Quads);
+  EXPECT_LE(pt.correction_count() * gemm::detail::kAvx2MaxCorrectionRatio, trained.N * trained.K / 2);
+  ASSERT_TRUE(int32_matches_reference(uniform, Variant{Path::kAvx2, -1}));
+  ASSERT_TRUE(int32_matches_reference(trained, Variant{Path::kAvx2, -1}));
+  // Forced maddubs format on uniform weights: about a quarter of the pairs need
+  // a correction, all of which must be exact.
+  const PackedMatrix forced = uniform.pack(Path::kAvx2, 1);
+  EXPECT_GT(forced.correction_count(), uniform.N * uniform.K / 16);
+}
+
+}  // namespace
+}  // namespace gemm_test
+}  // namespace qaware
