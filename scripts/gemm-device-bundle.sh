@@ -37,7 +37,7 @@ echo "== configuring and building in $BUILD (logs: *.configure.log)"
 # -static cannot use). The benchmarks keep the shared libgomp: libdnnl.so uses
 # it too, and one process must have one OpenMP runtime.
 configure "$BUILD/tests" x86-64-v3 -DOpenMP_gomp_LIBRARY="$(${CXX:-c++} -print-file-name=libgomp.a)"
-cmake --build "$BUILD/tests" -j "$JOBS" --target qaware_gemm_tests
+cmake --build "$BUILD/tests" -j "$JOBS" --target qaware_gemm_tests qaware_quant_tests
 configure "$BUILD/v3" x86-64-v3
 cmake --build "$BUILD/v3" -j "$JOBS" --target qaware_gemm_int8_bench
 configure "$BUILD/v4" x86-64-v4
@@ -46,14 +46,20 @@ cmake --build "$BUILD/v4" -j "$JOBS" --target qaware_gemm_int8_bench
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin" "$BUNDLE/lib"
 cp "$BUILD/tests/tests/gemm/qaware_gemm_tests" "$BUNDLE/bin/"
+cp "$BUILD/tests/tests/quant/qaware_quant_tests" "$BUNDLE/bin/"
+# The fixtures the two test binaries read (found through QAWARE_TEST_DATA_DIR).
+mkdir -p "$BUNDLE/data"
+cp "$ROOT"/tests/data/requantize_golden.qawfix "$ROOT"/tests/data/fake_quant*.qfx "$BUNDLE/data/"
 cp "$BUILD/v3/benchmarks/qaware_gemm_int8_bench" "$BUNDLE/bin/qaware_gemm_int8_bench_v3"
 cp "$BUILD/v4/benchmarks/qaware_gemm_int8_bench" "$BUNDLE/bin/qaware_gemm_int8_bench_v4"
 strip --strip-unneeded "$BUNDLE"/bin/* 2>/dev/null || true
 
-if ldd "$BUNDLE/bin/qaware_gemm_tests" >/dev/null 2>&1; then
-  echo "error: qaware_gemm_tests is not statically linked" >&2
-  exit 1
-fi
+for t in qaware_gemm_tests qaware_quant_tests; do
+  if ldd "$BUNDLE/bin/$t" >/dev/null 2>&1; then
+    echo "error: $t is not statically linked" >&2
+    exit 1
+  fi
+done
 
 # Every shared library the benchmarks load, and the loader itself.
 for exe in "$BUNDLE"/bin/qaware_gemm_int8_bench_v*; do
@@ -66,9 +72,14 @@ chmod +x "$BUNDLE/lib/$LOADER"
 
 cat > "$BUNDLE/run-tests.sh" <<'SH'
 #!/usr/bin/env bash
-# The INT8 GEMM test suite (static binary). Arguments go to gtest.
+# The INT8 GEMM and fake-quantization test suites (static binaries; the
+# fake-quant suite runs its AVX-512 kernels where the CPU has AVX-512).
+# Arguments go to both gtest binaries.
 D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-exec "$D/bin/qaware_gemm_tests" "$@"
+export QAWARE_TEST_DATA_DIR="$D/data"
+"$D/bin/qaware_gemm_tests" "$@"; rc=$?
+"$D/bin/qaware_quant_tests" "$@" || rc=1
+exit $rc
 SH
 
 cat > "$BUNDLE/run-bench.sh" <<SH

@@ -4,6 +4,7 @@
 // that remain, so a truncated or corrupt fixture fails with qaware::Error.
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -30,8 +31,14 @@ struct FixtureRecord {
 
 class Fixture {
  public:
-  // Loads tests/data/<name>.
-  static Fixture load(const std::string& file) { return Fixture(std::string(QAWARE_TEST_DATA_DIR) + "/" + file); }
+  // Loads tests/data/<name>. The environment variable QAWARE_TEST_DATA_DIR,
+  // when set, replaces the compiled-in folder (for test binaries copied to
+  // another machine, e.g. scripts/gemm-device-bundle.sh).
+  static Fixture load(const std::string& file) {
+    const char* env = std::getenv("QAWARE_TEST_DATA_DIR");
+    const std::string dir = env && *env ? env : QAWARE_TEST_DATA_DIR;
+    return Fixture(dir + "/" + file);
+  }
 
   explicit Fixture(const std::string& path) : path_(path) {
     std::ifstream in(path, std::ios::binary);
