@@ -15,7 +15,23 @@
 #include "qaware/autograd/tape.hpp"
 
 // ops: differentiable ops, one per header
+#include "qaware/ops/add.hpp"
+#include "qaware/ops/cross_entropy.hpp"
+#include "qaware/ops/dropout.hpp"
+#include "qaware/ops/embedding.hpp"
+#include "qaware/ops/gelu.hpp"
+#include "qaware/ops/layer_norm.hpp"
 #include "qaware/ops/linear.hpp"
+#include "qaware/ops/matmul.hpp"
+#include "qaware/ops/mean.hpp"
+#include "qaware/ops/mse_loss.hpp"
+#include "qaware/ops/mul.hpp"
+#include "qaware/ops/permute.hpp"
+#include "qaware/ops/reshape.hpp"
+#include "qaware/ops/scale.hpp"
+#include "qaware/ops/softmax.hpp"
+#include "qaware/ops/sub.hpp"
+#include "qaware/ops/sum.hpp"
 
 // optim: AdamW, SGD, parameter groups, gradient clipping, LR schedules
 #include "qaware/optim/adamw.hpp"

@@ -1,0 +1,100 @@
+#pragma once
+// Internal helpers shared by the ops (not part of the public API):
+// non-deduced argument types, axis normalisation, parallel grains, the Var
+// that the next record() returns, and a cursor over strided multi-indices.
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "qaware/autograd/tape.hpp"
+#include "qaware/core/error.hpp"
+#include "qaware/core/shape.hpp"
+#include "qaware/core/threading.hpp"
+
+namespace qaware {
+namespace detail {
+
+// A parameter type that takes no part in template argument deduction, so
+// scale(Var<float>, 0.5) deduces Scalar = float from the Var alone.
+template <typename T>
+struct type_identity {
+  using type = T;
+};
+template <typename T>
+using identity_t = typename type_identity<T>::type;
+
+// Elements per parallel chunk for memory-bound elementwise loops: 32 Ki
+// elements cost tens of microseconds, far more than waking a thread.
+inline constexpr Index kElementGrain = Index(1) << 15;
+
+// Rows per parallel chunk for row-wise ops with `cols` elements per row,
+// about kElementGrain elements per chunk.
+inline Index row_grain(Index cols) { return std::max<Index>(1, kElementGrain / std::max<Index>(cols, 1)); }
+
+// Axis i of a rank-r tensor, negative counting from the end (-1 = last).
+inline int normalize_axis(const char* op, int axis, int rank) {
+  QAWARE_CHECK(axis >= -rank && axis < rank, op, ": axis ", axis, " is out of range for a rank-", rank, " tensor");
+  return axis < 0 ? axis + rank : axis;
+}
+
+// The Var that the next record() on `tape` returns: record() appends exactly
+// one node. Ops whose backward reads their own output (softmax) capture it
+// before recording instead of copying the output; check_next_var confirms.
+template <typename Scalar>
+Var<Scalar> next_var(Tape<Scalar>& tape) {
+  return Var<Scalar>(&tape, static_cast<std::int32_t>(tape.size()));
+}
+template <typename Scalar>
+void check_next_var(const Var<Scalar>& predicted, const Var<Scalar>& recorded, const char* op) {
+  QAWARE_CHECK(predicted.id() == recorded.id(), op, ": internal error: recorded node ", recorded.id(),
+               " but expected ", predicted.id());
+}
+
+// Contiguous (row-major) strides of `dims`.
+inline std::vector<Index> contiguous_strides(const std::vector<Index>& dims) {
+  std::vector<Index> s(dims.size());
+  Index acc = 1;
+  for (std::size_t i = dims.size(); i-- > 0;) {
+    s[i] = acc;
+    acc *= dims[i];
+  }
+  return s;
+}
+
+// Walks the multi-indices of `dims` in row-major order from a linear start
+// position, keeping K element offsets (one per stride set) up to date.
+template <int K>
+class StridedCursor {
+ public:
+  StridedCursor(const std::vector<Index>& dims, const std::array<const std::vector<Index>*, K>& strides, Index start)
+      : dims_(dims), strides_(strides), idx_(dims.size(), 0) {
+    offset_.fill(0);
+    for (std::size_t d = dims.size(); d-- > 0;) {
+      const Index i = dims[d] ? start % dims[d] : 0;
+      start = dims[d] ? start / dims[d] : 0;
+      idx_[d] = i;
+      for (int k = 0; k < K; ++k) offset_[static_cast<std::size_t>(k)] += i * (*strides_[static_cast<std::size_t>(k)])[d];
+    }
+  }
+  Index offset(int k) const { return offset_[static_cast<std::size_t>(k)]; }
+  void next() {
+    for (std::size_t d = dims_.size(); d-- > 0;) {
+      for (int k = 0; k < K; ++k) offset_[static_cast<std::size_t>(k)] += (*strides_[static_cast<std::size_t>(k)])[d];
+      if (++idx_[d] < dims_[d]) return;
+      for (int k = 0; k < K; ++k)
+        offset_[static_cast<std::size_t>(k)] -= dims_[d] * (*strides_[static_cast<std::size_t>(k)])[d];
+      idx_[d] = 0;
+    }
+  }
+
+ private:
+  const std::vector<Index>& dims_;
+  std::array<const std::vector<Index>*, K> strides_;
+  std::vector<Index> idx_;
+  std::array<Index, static_cast<std::size_t>(K)> offset_{};
+};
+
+}  // namespace detail
+}  // namespace qaware

@@ -1,0 +1,46 @@
+#pragma once
+// sub: y = a - b with NumPy broadcasting (as torch.sub); the broadcasting
+// rules are add's (see add.hpp).
+
+#include "qaware/autograd/tape.hpp"
+#include "qaware/core/tensor.hpp"
+#include "qaware/ops/detail/broadcast.hpp"
+
+namespace qaware {
+namespace ops {
+
+// a, b -> y, laid out as `plan` (detail::make_broadcast_plan(a's shape,
+// b's shape)) says; y has plan.out's shape.
+template <typename Scalar>
+void sub_forward(const detail::BroadcastPlan& plan, const Scalar* a, const Scalar* b, Scalar* y) {
+  detail::broadcast_binary(plan, a, b, y, [](Scalar u, Scalar v) { return u - v; });
+}
+
+// da += dy and db += -dy, each summed over its broadcast dimensions. A null
+// output is not computed.
+template <typename Scalar>
+void sub_backward(const detail::BroadcastPlan& plan, const Scalar* dy, Scalar* da, Scalar* db) {
+  if (da) detail::broadcast_accumulate(plan, 0, da, dy, static_cast<const Scalar*>(nullptr), [](Scalar g, Scalar) { return g; });
+  if (db) detail::broadcast_accumulate(plan, 1, db, dy, static_cast<const Scalar*>(nullptr), [](Scalar g, Scalar) { return -g; });
+}
+
+}  // namespace ops
+
+// y = a - b (broadcasting).
+template <typename Scalar>
+Var<Scalar> sub(Var<Scalar> a, Var<Scalar> b) {
+  detail::BroadcastPlan plan = detail::make_broadcast_plan("sub", a.shape(), b.shape());
+  DynTensor<Scalar> y(plan.out);
+  ops::sub_forward(plan, a.value().data(), b.value().data(), y.data());
+  return a.tape().record(std::move(y), {a, b}, [a, b, plan = std::move(plan)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
+    ops::sub_backward(plan, dy.data(), t.requires_grad(a) ? t.grad(a).data() : nullptr,
+                      t.requires_grad(b) ? t.grad(b).data() : nullptr);
+  });
+}
+
+template <typename Scalar>
+Var<Scalar> operator-(Var<Scalar> a, Var<Scalar> b) {
+  return sub(a, b);
+}
+
+}  // namespace qaware
