@@ -43,3 +43,12 @@
 // io: safetensors reader/writer (with its JSON and F16/BF16 helpers), checkpoints
 #include "qaware/io/checkpoint.hpp"
 #include "qaware/io/safetensors.hpp"
+
+// quant: PyTorch-exact fake quantization (per tensor / per channel, STE,
+// learnable LSQ), qparams, observers, the FakeQuantize module
+#include "qaware/quant/fake_quantize.hpp"
+#include "qaware/quant/fake_quantize_module.hpp"
+#include "qaware/quant/histogram_observer.hpp"
+#include "qaware/quant/learnable.hpp"
+#include "qaware/quant/observers.hpp"
+#include "qaware/quant/qparams.hpp"

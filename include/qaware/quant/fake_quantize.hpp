@@ -1,0 +1,367 @@
+#pragma once
+// fake_quantize_per_tensor_affine / fake_quantize_per_channel_affine, as
+// PyTorch's ops of the same names (same argument order), with a
+// straight-through-estimator backward.
+//
+//   q = clamp(zero_point + nearbyint(x * (1 / scale)), quant_min, quant_max)
+//   y = (q - zero_point) * scale
+//
+// computed in Scalar arithmetic, rounding half to even, bit-identical to
+// PyTorch 1.13's CPU kernel for float (fake_quantize_kernels.hpp documents the
+// exact arithmetic, including NaN, +-inf and huge inputs, which all map to
+// quant_min). The mask of in-range elements (quant_min <= unclamped q <=
+// quant_max) is kept as bits for backward:
+//   SteMode::Clipped (default, PyTorch):  dx += dy * mask
+//   SteMode::PassThrough:                 dx += dy
+//   SteMode::LearnableClip:               as Clipped (the scale is a constant here)
+//
+// Shapes: per tensor, any shape. Per channel, x is viewed as (OUTER, C, INNER)
+// around `axis` (negative counts from the end); scale and zero_point have C
+// entries.
+//
+// Three layers, as ops/linear.hpp: raw-pointer ops::*_forward/_backward
+// (validated inputs, parallel over 64-element blocks), plain tensor functions
+// (DynTensor and Eigen Tensor, validating), and Var ops that record the
+// backward on the tape.
+//
+// Errors (qaware::Error, naming the values): scale <= 0 or non-finite,
+// quant_min > quant_max, a range beyond +-2^24, a zero point outside
+// [quant_min, quant_max], a channel-count mismatch, an axis out of range.
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "qaware/autograd/tape.hpp"
+#include "qaware/core/error.hpp"
+#include "qaware/core/tensor.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/quant/bitmask.hpp"
+#include "qaware/quant/fake_quantize_kernels.hpp"
+#include "qaware/quant/qparams.hpp"
+#include "qaware/quant/ste.hpp"
+
+namespace qaware {
+
+namespace detail {
+namespace fq {
+
+template <typename T>
+struct same {
+  using type = T;
+};
+// A non-deduced Scalar parameter, so fake_quantize(x_float, 0.1, ...) works.
+template <typename T>
+using same_t = typename same<T>::type;
+
+// Elements per parallel chunk (a multiple of 64 so that mask words are never
+// shared between threads).
+inline constexpr Index kGrainBlocks = 256;  // x 64 elements
+
+inline void validate_per_tensor(const char* fn, double scale, std::int64_t zero_point, std::int64_t quant_min,
+                                std::int64_t quant_max) {
+  check_range(fn, quant_min, quant_max);
+  check_scale(fn, scale);
+  check_zero_point(fn, zero_point, quant_min, quant_max);
+}
+
+// (OUTER, C, INNER) of `shape` around `axis`.
+struct ChannelView {
+  int axis;
+  Index outer, channels, inner;
+};
+
+inline ChannelView channel_view(const char* fn, const Shape& shape, int axis) {
+  const int r = shape.rank();
+  QAWARE_CHECK(r >= 1, fn, ": per-channel quantization needs a tensor of rank >= 1, got shape ", shape.str());
+  const int a = axis < 0 ? axis + r : axis;
+  QAWARE_CHECK(a >= 0 && a < r, fn, ": axis ", axis, " is out of range for shape ", shape.str(), " (rank ", r, ")");
+  ChannelView v{a, 1, shape[a], 1};
+  for (int i = 0; i < a; ++i) v.outer *= shape[i];
+  for (int i = a + 1; i < r; ++i) v.inner *= shape[i];
+  return v;
+}
+
+template <typename S>
+inline ChannelView validate_per_channel(const char* fn, const Shape& shape, const S* scale, Index n_scale,
+                                        const std::int32_t* zero_point, Index n_zero_point, int axis,
+                                        std::int64_t quant_min, std::int64_t quant_max) {
+  check_range(fn, quant_min, quant_max);
+  const ChannelView v = channel_view(fn, shape, axis);
+  QAWARE_CHECK(n_scale == n_zero_point, fn, ": ", n_scale, " scales but ", n_zero_point, " zero points");
+  QAWARE_CHECK(n_scale == v.channels, fn, ": ", n_scale, " scales for ", v.channels, " channels (axis ", v.axis,
+               " of shape ", shape.str(), ")");
+  for (Index c = 0; c < n_scale; ++c) {
+    check_scale(fn, static_cast<double>(scale[c]), static_cast<long>(c));
+    check_zero_point(fn, zero_point[c], quant_min, quant_max, static_cast<long>(c));
+  }
+  return v;
+}
+
+inline bool use_streaming_stores(Index n, std::size_t elem_bytes) {
+  return static_cast<std::size_t>(n) * elem_bytes >= stream_threshold().load(std::memory_order_relaxed);
+}
+
+}  // namespace fq
+}  // namespace detail
+
+namespace ops {
+
+// x (N) -> y (N). mask: BitMask::word_count(N) words or nullptr; bit i is set
+// when element i is in range. Inputs must be valid (see the public functions).
+template <typename Scalar>
+void fake_quantize_per_tensor_forward(const Scalar* x, Scalar* y, std::uint64_t* mask, Index N, Scalar scale,
+                                      std::int64_t zero_point, std::int64_t quant_min, std::int64_t quant_max) {
+  namespace fq = detail::fq;
+  const fq::Affine<Scalar> p = fq::make_affine(scale, zero_point, quant_min, quant_max);
+  const bool stream = fq::use_streaming_stores(N, sizeof(Scalar));
+  const Index blocks = (N + 63) / 64;
+  parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
+    const Index b = b0 * 64, e = std::min(N, b1 * 64);
+    if (mask) std::fill(mask + b0, mask + b1, std::uint64_t(0));
+    fq::affine_run(x + b, y + b, e - b, p, mask, b, stream);
+  });
+}
+
+// x (OUTER, C, INNER) -> y, channel c using scale[c], zero_point[c]; mask as
+// above (element order is x's memory order).
+template <typename Scalar>
+void fake_quantize_per_channel_forward(const Scalar* x, Scalar* y, std::uint64_t* mask, Index OUTER, Index C,
+                                       Index INNER, const Scalar* scale, const std::int32_t* zero_point,
+                                       std::int64_t quant_min, std::int64_t quant_max) {
+  namespace fq = detail::fq;
+  const Index N = OUTER * C * INNER;
+  if (N == 0) return;
+  const Scalar qmin = static_cast<Scalar>(quant_min), qmax = static_cast<Scalar>(quant_max);
+  const Index blocks = (N + 63) / 64;
+  if (INNER >= 16) {
+    // Long runs of one channel: a broadcast-parameter kernel per run.
+    std::vector<fq::Affine<Scalar>> params(static_cast<std::size_t>(C));
+    for (Index c = 0; c < C; ++c) params[static_cast<std::size_t>(c)] = fq::make_affine(scale[c], zero_point[c], quant_min, quant_max);
+    const bool stream = fq::use_streaming_stores(N, sizeof(Scalar));
+    parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
+      const Index b = b0 * 64, e = std::min(N, b1 * 64);
+      if (mask) std::fill(mask + b0, mask + b1, std::uint64_t(0));
+      for (Index i = b; i < e;) {
+        const Index run = i / INNER;
+        const Index end = std::min(e, (run + 1) * INNER);
+        fq::affine_run(x + i, y + i, end - i, params[static_cast<std::size_t>(run % C)], mask, i, stream);
+        i = end;
+      }
+    });
+  } else {
+    // Parameters change every few elements: expand them over one period of
+    // C * INNER elements and use a vector-parameter kernel.
+    const Index L = C * INNER;
+    std::vector<Scalar> sc(static_cast<std::size_t>(L)), inv(static_cast<std::size_t>(L)), zp(static_cast<std::size_t>(L));
+    for (Index p = 0; p < L; ++p) {
+      const Index c = p / INNER;
+      sc[static_cast<std::size_t>(p)] = scale[c];
+      inv[static_cast<std::size_t>(p)] = Scalar(1) / scale[c];
+      zp[static_cast<std::size_t>(p)] = static_cast<Scalar>(zero_point[c]);
+    }
+    const bool stream = fq::use_streaming_stores(N, sizeof(Scalar));
+    parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
+      const Index b = b0 * 64, e = std::min(N, b1 * 64);
+      if (mask) std::fill(mask + b0, mask + b1, std::uint64_t(0));
+      for (Index i = b; i < e;) {
+        const Index pos = i % L;
+        const Index end = std::min(e, i + (L - pos));
+        fq::affine_vec(x + i, y + i, end - i, sc.data() + pos, inv.data() + pos, zp.data() + pos, qmin, qmax, mask, i,
+                       stream);
+        i = end;
+      }
+    });
+  }
+}
+
+// dx (N) += dy (N) * mask (Clipped, LearnableClip) or += dy (PassThrough).
+template <typename Scalar>
+void fake_quantize_backward(const Scalar* dy, const std::uint64_t* mask, Scalar* dx, Index N, SteMode ste) {
+  namespace fq = detail::fq;
+  const Index blocks = (N + 63) / 64;
+  parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
+    const Index b = b0 * 64, e = std::min(N, b1 * 64);
+    if (ste == SteMode::PassThrough) {
+      for (Index i = b; i < e; ++i) dx[i] += dy[i];
+    } else {
+      fq::masked_accumulate(dy + b, mask + b0, dx + b, e - b);
+    }
+  });
+}
+
+}  // namespace ops
+
+// ---------------------------------------------------------------------------
+// Plain tensor functions.
+
+// The fake-quantized tensor and its in-range mask (PyTorch's *_cachemask ops).
+template <typename Scalar>
+struct FakeQuantResult {
+  DynTensor<Scalar> output;
+  BitMask mask;
+};
+
+template <typename Scalar>
+FakeQuantResult<Scalar> fake_quantize_per_tensor_affine_cachemask(const DynTensor<Scalar>& x,
+                                                                  detail::fq::same_t<Scalar> scale,
+                                                                  std::int64_t zero_point, std::int64_t quant_min,
+                                                                  std::int64_t quant_max) {
+  detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
+                                  quant_max);
+  FakeQuantResult<Scalar> r{DynTensor<Scalar>(x.shape()), BitMask(x.numel())};
+  ops::fake_quantize_per_tensor_forward(x.data(), r.output.data(), r.mask.words(), x.numel(), scale, zero_point,
+                                        quant_min, quant_max);
+  return r;
+}
+
+template <typename Scalar>
+DynTensor<Scalar> fake_quantize_per_tensor_affine(const DynTensor<Scalar>& x, detail::fq::same_t<Scalar> scale,
+                                                  std::int64_t zero_point, std::int64_t quant_min,
+                                                  std::int64_t quant_max) {
+  detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
+                                  quant_max);
+  DynTensor<Scalar> y(x.shape());
+  ops::fake_quantize_per_tensor_forward(x.data(), y.data(), static_cast<std::uint64_t*>(nullptr), x.numel(), scale,
+                                        zero_point, quant_min, quant_max);
+  return y;
+}
+
+template <typename Scalar, int Rank>
+Tensor<Scalar, Rank> fake_quantize_per_tensor_affine(const Tensor<Scalar, Rank>& x, detail::fq::same_t<Scalar> scale,
+                                                     std::int64_t zero_point, std::int64_t quant_min,
+                                                     std::int64_t quant_max) {
+  detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
+                                  quant_max);
+  Tensor<Scalar, Rank> y(x.dimensions());
+  ops::fake_quantize_per_tensor_forward(x.data(), y.data(), static_cast<std::uint64_t*>(nullptr),
+                                        static_cast<Index>(x.size()), scale, zero_point, quant_min, quant_max);
+  return y;
+}
+
+template <typename Scalar>
+FakeQuantResult<Scalar> fake_quantize_per_channel_affine_cachemask(const DynTensor<Scalar>& x,
+                                                                   const std::vector<Scalar>& scale,
+                                                                   const std::vector<std::int32_t>& zero_point,
+                                                                   int axis, std::int64_t quant_min,
+                                                                   std::int64_t quant_max) {
+  const auto v = detail::fq::validate_per_channel("fake_quantize_per_channel_affine", x.shape(), scale.data(),
+                                                  static_cast<Index>(scale.size()), zero_point.data(),
+                                                  static_cast<Index>(zero_point.size()), axis, quant_min, quant_max);
+  FakeQuantResult<Scalar> r{DynTensor<Scalar>(x.shape()), BitMask(x.numel())};
+  ops::fake_quantize_per_channel_forward(x.data(), r.output.data(), r.mask.words(), v.outer, v.channels, v.inner,
+                                         scale.data(), zero_point.data(), quant_min, quant_max);
+  return r;
+}
+
+template <typename Scalar>
+DynTensor<Scalar> fake_quantize_per_channel_affine(const DynTensor<Scalar>& x, const std::vector<Scalar>& scale,
+                                                   const std::vector<std::int32_t>& zero_point, int axis,
+                                                   std::int64_t quant_min, std::int64_t quant_max) {
+  const auto v = detail::fq::validate_per_channel("fake_quantize_per_channel_affine", x.shape(), scale.data(),
+                                                  static_cast<Index>(scale.size()), zero_point.data(),
+                                                  static_cast<Index>(zero_point.size()), axis, quant_min, quant_max);
+  DynTensor<Scalar> y(x.shape());
+  ops::fake_quantize_per_channel_forward(x.data(), y.data(), static_cast<std::uint64_t*>(nullptr), v.outer, v.channels,
+                                         v.inner, scale.data(), zero_point.data(), quant_min, quant_max);
+  return y;
+}
+
+template <typename Scalar, int Rank>
+Tensor<Scalar, Rank> fake_quantize_per_channel_affine(const Tensor<Scalar, Rank>& x, const std::vector<Scalar>& scale,
+                                                      const std::vector<std::int32_t>& zero_point, int axis,
+                                                      std::int64_t quant_min, std::int64_t quant_max) {
+  const auto v = detail::fq::validate_per_channel("fake_quantize_per_channel_affine", shape_of(x), scale.data(),
+                                                  static_cast<Index>(scale.size()), zero_point.data(),
+                                                  static_cast<Index>(zero_point.size()), axis, quant_min, quant_max);
+  Tensor<Scalar, Rank> y(x.dimensions());
+  ops::fake_quantize_per_channel_forward(x.data(), y.data(), static_cast<std::uint64_t*>(nullptr), v.outer, v.channels,
+                                         v.inner, scale.data(), zero_point.data(), quant_min, quant_max);
+  return y;
+}
+
+// With a QuantParams (per tensor or per channel).
+template <typename Scalar>
+FakeQuantResult<Scalar> fake_quantize_cachemask(const DynTensor<Scalar>& x, const QuantParams& qp) {
+  if (!qp.per_channel) {
+    QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
+                 "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
+    return fake_quantize_per_tensor_affine_cachemask(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0],
+                                                     qp.quant_min, qp.quant_max);
+  }
+  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
+  return fake_quantize_per_channel_affine_cachemask(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+}
+
+template <typename Scalar>
+DynTensor<Scalar> fake_quantize(const DynTensor<Scalar>& x, const QuantParams& qp) {
+  if (!qp.per_channel) {
+    QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
+                 "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
+    return fake_quantize_per_tensor_affine(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0], qp.quant_min,
+                                           qp.quant_max);
+  }
+  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
+  return fake_quantize_per_channel_affine(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+}
+
+// ---------------------------------------------------------------------------
+// Tape ops.
+
+namespace detail {
+namespace fq {
+template <typename Scalar>
+Var<Scalar> record_ste(Var<Scalar> x, DynTensor<Scalar> y, BitMask mask, SteMode ste) {
+  return x.tape().record(std::move(y), {x},
+                         [x, ste, mask = std::move(mask)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
+                           ops::fake_quantize_backward(dy.data(), mask.words(), t.grad(x).data(), dy.numel(), ste);
+                         });
+}
+}  // namespace fq
+}  // namespace detail
+
+template <typename Scalar>
+Var<Scalar> fake_quantize_per_tensor_affine(Var<Scalar> x, detail::fq::same_t<Scalar> scale, std::int64_t zero_point,
+                                            std::int64_t quant_min, std::int64_t quant_max,
+                                            SteMode ste = SteMode::Clipped) {
+  detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
+                                  quant_max);
+  const DynTensor<Scalar>& xv = x.value();
+  DynTensor<Scalar> y(xv.shape());
+  const bool need_mask = x.requires_grad() && ste != SteMode::PassThrough;
+  BitMask mask(need_mask ? xv.numel() : 0);
+  ops::fake_quantize_per_tensor_forward(xv.data(), y.data(), need_mask ? mask.words() : nullptr, xv.numel(), scale,
+                                        zero_point, quant_min, quant_max);
+  return detail::fq::record_ste(x, std::move(y), std::move(mask), ste);
+}
+
+template <typename Scalar>
+Var<Scalar> fake_quantize_per_channel_affine(Var<Scalar> x, const std::vector<Scalar>& scale,
+                                             const std::vector<std::int32_t>& zero_point, int axis,
+                                             std::int64_t quant_min, std::int64_t quant_max,
+                                             SteMode ste = SteMode::Clipped) {
+  const DynTensor<Scalar>& xv = x.value();
+  const auto v = detail::fq::validate_per_channel("fake_quantize_per_channel_affine", xv.shape(), scale.data(),
+                                                  static_cast<Index>(scale.size()), zero_point.data(),
+                                                  static_cast<Index>(zero_point.size()), axis, quant_min, quant_max);
+  DynTensor<Scalar> y(xv.shape());
+  const bool need_mask = x.requires_grad() && ste != SteMode::PassThrough;
+  BitMask mask(need_mask ? xv.numel() : 0);
+  ops::fake_quantize_per_channel_forward(xv.data(), y.data(), need_mask ? mask.words() : nullptr, v.outer, v.channels,
+                                         v.inner, scale.data(), zero_point.data(), quant_min, quant_max);
+  return detail::fq::record_ste(x, std::move(y), std::move(mask), ste);
+}
+
+template <typename Scalar>
+Var<Scalar> fake_quantize(Var<Scalar> x, const QuantParams& qp, SteMode ste = SteMode::Clipped) {
+  if (!qp.per_channel) {
+    QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
+                 "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
+    return fake_quantize_per_tensor_affine(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0], qp.quant_min,
+                                           qp.quant_max, ste);
+  }
+  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
+  return fake_quantize_per_channel_affine(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max, ste);
+}
+
+}  // namespace qaware

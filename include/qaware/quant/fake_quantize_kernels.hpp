@@ -1,0 +1,449 @@
+#pragma once
+// Fake-quant kernels: a portable scalar version and AVX2 / AVX-512 versions
+// chosen at run time. The SIMD kernels carry function-level target
+// attributes, so a translation unit that includes this header needs no
+// -march flag; the CPU (and the OS, via XGETBV) is checked before one runs.
+//
+// Every kernel computes, per element, exactly what PyTorch 1.13's CPU kernel
+// (_fake_quantize_tensor_helper in quantized/cpu/kernels/QuantizedOpKernels.cpp)
+// computes in float:
+//
+//   t  = x * inv_scale                      (inv_scale = 1 / scale, once per tensor/channel)
+//   qf = zp + nearbyint(t)                  (float add; round half to even)
+//   q  = (int64)qf                          (PyTorch converts to int64 here)
+//   y  = (clamp(q, quant_min, quant_max) - zp) * scale
+//   in_range = quant_min <= q <= quant_max  (the STE mask)
+//
+// PyTorch's conversion to int64 is undefined behaviour in C++ when qf is NaN
+// or |qf| >= 2^63; on x86 it yields INT64_MIN, which the clamp sends to
+// quant_min. We reproduce that result on every ISA and platform: if qf is
+// NaN (x is NaN) or qf >= 2^63 (x = +inf, or x / scale huge and positive),
+// then y = (quant_min - zp) * scale and in_range is false; qf <= -2^63
+// (x = -inf, or hugely negative) clamps to quant_min anyway. So NaN, +inf, -inf and |x / scale| >= 2^63 all give the
+// lowest level with a zero STE mask (verified against torch 1.13 in the
+// goldens: x = +inf gives quant_min there too, not quant_max). The clamp
+// and the subtraction are exact in float for ranges within +-2^24, and
+// (q - zp) * scale rounded once to float equals PyTorch's double product
+// rounded to float.
+//
+// The double instantiation applies the same formulas in double (PyTorch's
+// own double kernel rounds the scale to float and saturates +inf to
+// quant_max; we do not mirror that).
+//
+// Masks are bit-packed (see bitmask.hpp). A kernel call covers elements
+// [0, n) of x / y and writes mask bits [bitpos, bitpos + n) by OR-ing into
+// zeroed words.
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "qaware/core/shape.hpp"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define QAWARE_FQ_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define QAWARE_FQ_X86 0
+#endif
+
+namespace qaware {
+namespace detail {
+namespace fq {
+
+// ---------------------------------------------------------------------------
+// Instruction-set selection.
+
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+inline const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+// The best kernel this CPU and OS can run.
+inline Isa detect_isa() {
+#if QAWARE_FQ_X86
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Isa::Scalar;
+  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u, fma = (c >> 12) & 1u;
+  if (!osxsave || !avx) return Isa::Scalar;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return Isa::Scalar;  // SSE and AVX state enabled by the OS
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return Isa::Scalar;
+  const bool avx2 = (b >> 5) & 1u, avx512f = (b >> 16) & 1u;
+  if (avx512f && (xcr0_lo & 0xe6u) == 0xe6u) return Isa::Avx512;  // + opmask, ZMM state
+  if (avx2 && fma) return Isa::Avx2;
+#endif
+  return Isa::Scalar;
+}
+
+inline Isa cpu_isa() {
+  static const Isa isa = detect_isa();
+  return isa;
+}
+
+// The most capable ISA the kernels may use (tests lower it to exercise every
+// path). Defaults to Avx512 (i.e. no limit).
+inline std::atomic<int>& isa_limit() {
+  static std::atomic<int> limit{static_cast<int>(Isa::Avx512)};
+  return limit;
+}
+
+inline Isa active_isa() {
+  return static_cast<Isa>(std::min(static_cast<int>(cpu_isa()), isa_limit().load(std::memory_order_relaxed)));
+}
+
+// Outputs at least this large (bytes, per call) are written with
+// non-temporal stores, which skip the read-for-ownership of the destination;
+// smaller outputs stay in cache for the op that consumes them.
+inline std::atomic<std::size_t>& stream_threshold() {
+  static std::atomic<std::size_t> bytes{std::size_t(16) << 20};
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------
+// Bits.
+
+// ORs the low nbits (1..64) of value into the bit string at bitpos.
+inline void put_bits(std::uint64_t* words, Index bitpos, std::uint64_t value, int nbits) {
+  if (nbits < 64) value &= (std::uint64_t(1) << nbits) - 1;
+  const Index w = bitpos >> 6;
+  const int s = static_cast<int>(bitpos & 63);
+  words[w] |= value << s;
+  if (s != 0 && s + nbits > 64) words[w + 1] |= value >> (64 - s);
+}
+
+// ---------------------------------------------------------------------------
+// Scalar reference.
+
+template <typename S>
+struct Affine {
+  S scale, inv_scale, zp, qmin, qmax;
+};
+
+template <typename S>
+inline Affine<S> make_affine(S scale, std::int64_t zero_point, std::int64_t quant_min, std::int64_t quant_max) {
+  return {scale, S(1) / scale, static_cast<S>(zero_point), static_cast<S>(quant_min), static_cast<S>(quant_max)};
+}
+
+// 2^63: the first float for which PyTorch's int64 conversion overflows.
+template <typename S>
+inline constexpr S kInt64Limit = S(9223372036854775808.0);
+
+// Round to the nearest integer, ties to even (under the default rounding
+// mode). std::rint returns exactly what PyTorch's std::nearbyint returns; it
+// may also raise FE_INEXACT, which nobody reads, and it is much faster: glibc's
+// nearbyint saves and restores the floating-point environment on every call.
+template <typename S>
+inline S round_half_even(S v) {
+  return std::rint(v);
+}
+
+template <typename S>
+inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& in_range) {
+  const S qf = zp + round_half_even(x * inv_scale);
+  in_range = (qf >= qmin) & (qf <= qmax);
+  // Written as selects (no branches): a NaN qf fails `qf > qmin` and becomes
+  // qmin; qf >= 2^63 (int64 overflow in PyTorch) becomes qmin as well.
+  S qc = qf > qmin ? qf : qmin;
+  qc = qc < qmax ? qc : qmax;
+  qc = qf >= kInt64Limit<S> ? qmin : qc;
+  return (qc - zp) * scale;
+}
+
+// Packs 64 (or fewer) 0/1 bytes into a word, bit k = in[k].
+inline std::uint64_t pack_bits(const unsigned char* in, int n) {
+  std::uint64_t bits = 0;
+  for (int k = 0; k < n; ++k) bits |= std::uint64_t(in[k]) << k;
+  return bits;
+}
+
+template <typename S>
+inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos) {
+  unsigned char in[64];
+  Index i = 0;
+  while (i < n) {
+    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
+    // Branch-free body (the compiler can vectorize it), then the bit packing.
+    for (int k = 0; k < chunk; ++k) {
+      bool b;
+      y[i + k] = fake_quant_one(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, b);
+      in[k] = static_cast<unsigned char>(b);
+    }
+    if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
+    i += chunk;
+  }
+}
+
+// Element j uses (scale[j], inv_scale[j], zp[j]).
+template <typename S>
+inline void affine_vec_scalar(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin,
+                              S qmax, std::uint64_t* words, Index bitpos) {
+  unsigned char in[64];
+  Index i = 0;
+  while (i < n) {
+    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
+    for (int k = 0; k < chunk; ++k) {
+      const Index j = i + k;
+      bool b;
+      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, b);
+      in[k] = static_cast<unsigned char>(b);
+    }
+    if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
+    i += chunk;
+  }
+}
+
+#if QAWARE_FQ_X86
+// ---------------------------------------------------------------------------
+// AVX2 + FMA (8 floats per vector, 64 elements per mask word).
+
+__attribute__((target("avx2,fma"))) inline __m256 fq8_avx2(__m256 v, __m256 sc, __m256 inv, __m256 zp, __m256 lo,
+                                                            __m256 hi, __m256 big, __m256& inr) {
+  const __m256 q = _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+  inr = _mm256_and_ps(_mm256_cmp_ps(q, lo, _CMP_GE_OQ), _mm256_cmp_ps(q, hi, _CMP_LE_OQ));
+  const __m256 bad = _mm256_cmp_ps(q, big, _CMP_NLT_UQ);  // NaN or >= 2^63
+  __m256 c = _mm256_min_ps(_mm256_max_ps(q, lo), hi);
+  c = _mm256_blendv_ps(c, lo, bad);
+  return _mm256_mul_ps(_mm256_sub_ps(c, zp), sc);
+}
+
+__attribute__((target("avx2,fma"))) inline void affine_run_avx2(const float* x, float* y, Index n,
+                                                                 const Affine<float>& p, std::uint64_t* words,
+                                                                 Index bitpos, bool stream) {
+  const __m256 sc = _mm256_set1_ps(p.scale), inv = _mm256_set1_ps(p.inv_scale), zp = _mm256_set1_ps(p.zp);
+  const __m256 lo = _mm256_set1_ps(p.qmin), hi = _mm256_set1_ps(p.qmax), big = _mm256_set1_ps(kInt64Limit<float>);
+  Index i = 0;
+  // Streaming stores need 32-byte aligned destinations.
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
+  for (; i + 64 <= n; i += 64) {
+    std::uint64_t bits = 0;
+    for (int k = 0; k < 8; ++k) {
+      __m256 inr;
+      const __m256 out = fq8_avx2(_mm256_loadu_ps(x + i + 8 * k), sc, inv, zp, lo, hi, big, inr);
+      if (stream)
+        _mm256_stream_ps(y + i + 8 * k, out);
+      else
+        _mm256_storeu_ps(y + i + 8 * k, out);
+      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
+    }
+    if (words) put_bits(words, bitpos + i, bits, 64);
+  }
+  if (stream) _mm_sfence();
+  if (i < n) {
+    std::uint64_t bits = 0;
+    int k = 0;
+    for (; i + 8 * k + 8 <= n; ++k) {
+      __m256 inr;
+      _mm256_storeu_ps(y + i + 8 * k, fq8_avx2(_mm256_loadu_ps(x + i + 8 * k), sc, inv, zp, lo, hi, big, inr));
+      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
+    }
+    for (Index j = i + 8 * k; j < n; ++j) {
+      bool in;
+      y[j] = fake_quant_one(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      bits |= std::uint64_t(in) << (j - i);
+    }
+    if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, float* y, Index n, const float* scale,
+                                                                 const float* inv_scale, const float* zpv, float qmin,
+                                                                 float qmax, std::uint64_t* words, Index bitpos,
+                                                                 bool stream) {
+  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax), big = _mm256_set1_ps(kInt64Limit<float>);
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
+  Index i = 0;
+  while (i < n) {
+    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
+    std::uint64_t bits = 0;
+    int k = 0;
+    for (; 8 * k + 8 <= chunk; ++k) {
+      const Index j = i + 8 * k;
+      __m256 inr;
+      const __m256 out = fq8_avx2(_mm256_loadu_ps(x + j), _mm256_loadu_ps(scale + j), _mm256_loadu_ps(inv_scale + j),
+                                  _mm256_loadu_ps(zpv + j), lo, hi, big, inr);
+      if (stream)
+        _mm256_stream_ps(y + j, out);
+      else
+        _mm256_storeu_ps(y + j, out);
+      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
+    }
+    for (int t = 8 * k; t < chunk; ++t) {
+      const Index j = i + t;
+      bool in;
+      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
+      bits |= std::uint64_t(in) << t;
+    }
+    if (words) put_bits(words, bitpos + i, bits, chunk);
+    i += chunk;
+  }
+  if (stream) _mm_sfence();
+}
+
+// ---------------------------------------------------------------------------
+// AVX-512F (16 floats per vector).
+
+__attribute__((target("avx512f"))) inline __m512 fq16_avx512(__m512 v, __m512 sc, __m512 inv, __m512 zp, __m512 lo,
+                                                             __m512 hi, __m512 big, __mmask16& inr) {
+  // The all-lanes masked forms (instead of _mm512_roundscale_ps / _max_ps /
+  // _min_ps) avoid GCC 12's false -Wmaybe-uninitialized on _mm512_undefined_ps.
+  const __mmask16 all = 0xFFFF;
+  const __m512 t = _mm512_mul_ps(v, inv);
+  const __m512 q = _mm512_add_ps(_mm512_mask_roundscale_ps(t, all, t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+  inr = static_cast<__mmask16>(_mm512_cmp_ps_mask(q, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(q, hi, _CMP_LE_OQ));
+  const __mmask16 bad = _mm512_cmp_ps_mask(q, big, _CMP_NLT_UQ);
+  const __m512 m = _mm512_mask_max_ps(lo, all, q, lo);
+  __m512 c = _mm512_mask_min_ps(hi, all, m, hi);
+  c = _mm512_mask_mov_ps(c, bad, lo);
+  return _mm512_mul_ps(_mm512_sub_ps(c, zp), sc);
+}
+
+__attribute__((target("avx512f"))) inline void affine_run_avx512(const float* x, float* y, Index n,
+                                                                  const Affine<float>& p, std::uint64_t* words,
+                                                                  Index bitpos, bool stream) {
+  const __m512 sc = _mm512_set1_ps(p.scale), inv = _mm512_set1_ps(p.inv_scale), zp = _mm512_set1_ps(p.zp);
+  const __m512 lo = _mm512_set1_ps(p.qmin), hi = _mm512_set1_ps(p.qmax), big = _mm512_set1_ps(kInt64Limit<float>);
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
+  Index i = 0;
+  for (; i + 64 <= n; i += 64) {
+    std::uint64_t bits = 0;
+    for (int k = 0; k < 4; ++k) {
+      __mmask16 inr;
+      const __m512 out = fq16_avx512(_mm512_loadu_ps(x + i + 16 * k), sc, inv, zp, lo, hi, big, inr);
+      if (stream)
+        _mm512_stream_ps(y + i + 16 * k, out);
+      else
+        _mm512_storeu_ps(y + i + 16 * k, out);
+      bits |= std::uint64_t(inr) << (16 * k);
+    }
+    if (words) put_bits(words, bitpos + i, bits, 64);
+  }
+  if (stream) _mm_sfence();
+  if (i < n) {
+    std::uint64_t bits = 0;
+    int k = 0;
+    for (; i + 16 * k + 16 <= n; ++k) {
+      __mmask16 inr;
+      _mm512_storeu_ps(y + i + 16 * k, fq16_avx512(_mm512_loadu_ps(x + i + 16 * k), sc, inv, zp, lo, hi, big, inr));
+      bits |= std::uint64_t(inr) << (16 * k);
+    }
+    for (Index j = i + 16 * k; j < n; ++j) {
+      bool in;
+      y[j] = fake_quant_one(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      bits |= std::uint64_t(in) << (j - i);
+    }
+    if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
+  }
+}
+
+__attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x, float* y, Index n,
+                                                                  const float* scale, const float* inv_scale,
+                                                                  const float* zpv, float qmin, float qmax,
+                                                                  std::uint64_t* words, Index bitpos, bool stream) {
+  const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax), big = _mm512_set1_ps(kInt64Limit<float>);
+  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
+  Index i = 0;
+  while (i < n) {
+    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
+    std::uint64_t bits = 0;
+    int k = 0;
+    for (; 16 * k + 16 <= chunk; ++k) {
+      const Index j = i + 16 * k;
+      __mmask16 inr;
+      const __m512 out = fq16_avx512(_mm512_loadu_ps(x + j), _mm512_loadu_ps(scale + j),
+                                     _mm512_loadu_ps(inv_scale + j), _mm512_loadu_ps(zpv + j), lo, hi, big, inr);
+      if (stream)
+        _mm512_stream_ps(y + j, out);
+      else
+        _mm512_storeu_ps(y + j, out);
+      bits |= std::uint64_t(inr) << (16 * k);
+    }
+    for (int t = 16 * k; t < chunk; ++t) {
+      const Index j = i + t;
+      bool in;
+      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
+      bits |= std::uint64_t(in) << t;
+    }
+    if (words) put_bits(words, bitpos + i, bits, chunk);
+    i += chunk;
+  }
+  if (stream) _mm_sfence();
+}
+
+// ---------------------------------------------------------------------------
+// STE backward, AVX2: dx += dy * bit (a multiply, as PyTorch's dY * mask, so
+// a masked NaN/inf gradient still gives NaN).
+
+__attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const float* dy, const std::uint64_t* words,
+                                                                        float* dx, Index n) {
+  const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const unsigned byte = static_cast<unsigned>((words[i >> 6] >> (i & 63)) & 0xffu);
+    const __m256i sel = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(byte)), lane_bits), lane_bits);
+    const __m256 m = _mm256_and_ps(_mm256_castsi256_ps(sel), one);
+    _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), _mm256_mul_ps(_mm256_loadu_ps(dy + i), m)));
+  }
+  for (; i < n; ++i) dx[i] += dy[i] * static_cast<float>((words[i >> 6] >> (i & 63)) & 1u);
+}
+#endif  // QAWARE_FQ_X86
+
+// ---------------------------------------------------------------------------
+// Dispatchers.
+
+template <typename S>
+inline void affine_run(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos,
+                       bool stream) {
+#if QAWARE_FQ_X86
+  if constexpr (std::is_same_v<S, float>) {
+    const Isa isa = active_isa();
+    if (isa == Isa::Avx512) return affine_run_avx512(x, y, n, p, words, bitpos, stream);
+    if (isa == Isa::Avx2) return affine_run_avx2(x, y, n, p, words, bitpos, stream);
+  }
+#endif
+  (void)stream;
+  affine_run_scalar(x, y, n, p, words, bitpos);
+}
+
+template <typename S>
+inline void affine_vec(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin, S qmax,
+                       std::uint64_t* words, Index bitpos, bool stream) {
+#if QAWARE_FQ_X86
+  if constexpr (std::is_same_v<S, float>) {
+    const Isa isa = active_isa();
+    if (isa == Isa::Avx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+    if (isa == Isa::Avx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+  }
+#endif
+  (void)stream;
+  affine_vec_scalar(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
+}
+
+// dx (n) += dy (n) * mask bit.
+template <typename S>
+inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, Index n) {
+#if QAWARE_FQ_X86
+  if constexpr (std::is_same_v<S, float>) {
+    if (active_isa() != Isa::Scalar) return masked_accumulate_avx2(dy, words, dx, n);
+  }
+#endif
+  for (Index i = 0; i < n; ++i) dx[i] += dy[i] * static_cast<S>((words[i >> 6] >> (i & 63)) & 1u);
+}
+
+}  // namespace fq
+}  // namespace detail
+}  // namespace qaware
