@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <functional>
 #include <memory>
 #include <set>
@@ -21,6 +23,7 @@
 #include "qaware/ops/mse_loss.hpp"
 #include "qaware/ops/mul.hpp"
 #include "qaware/ops/sum.hpp"
+#include "qaware/quant/observers.hpp"
 
 namespace qaware {
 namespace {
@@ -506,6 +509,82 @@ TEST(ErrorTest, BadConfigurationsAndInputsNameTheValues) {
   EXPECT_NE(e.find("max_positions 3"), std::string::npos) << e;
   e = error_of([&] { model.forward(DynTensor<std::int64_t>(Shape{1, 2}, 5)); });
   EXPECT_NE(e.find("id 5"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace qaware
+
+namespace qaware {
+namespace {
+
+// The vectorised min / max used by the MinMax observers (quant/observers.hpp,
+// sped up for the QAT training step) must equal the sequential loop bit for
+// bit, including the sign of a zero result and every non-finite case.
+TEST(ObserverFastPathTest, VectorisedMinMaxEqualsTheSequentialLoop) {
+  Rng rng(8);
+  int zero_results = 0;
+  for (Index n : {1, 7, 63, 64, 65, 100, 129, 300, 1024}) {
+    for (int trial = 0; trial < 40; ++trial) {
+      DynTensor<float> x(Shape{n});
+      init::normal(x, rng, 0.0, 1.0);
+      const int kind = trial % 5;
+      for (Index i = 0; i < n; ++i) {
+        if (kind == 1) x[i] = std::abs(x[i]);                       // minimum may be a zero
+        if (kind == 2) x[i] = -std::abs(x[i]);                      // maximum may be a zero
+        if (kind >= 1 && rng.uniform() < 0.2) x[i] = rng.uniform() < 0.5 ? 0.0f : -0.0f;
+        if (kind == 3) x[i] = rng.uniform() < 0.5 ? 0.0f : -0.0f;  // only zeros
+      }
+      const auto [a, b] = detail::obs::aminmax(x.data(), n);
+      const auto [c, d] = detail::obs::aminmax_scalar(x.data(), n);
+      ASSERT_EQ(std::memcmp(&a, &c, 4), 0) << "n " << n << " trial " << trial << ": " << a << " vs " << c;
+      ASSERT_EQ(std::memcmp(&b, &d, 4), 0) << "n " << n << " trial " << trial << ": " << b << " vs " << d;
+      zero_results += (c == 0.0f) + (d == 0.0f);
+    }
+  }
+  EXPECT_GT(zero_results, 50);  // the signed-zero cases were exercised
+  // Non-finite values: the same results as the loop, and the observers name the first one.
+  DynTensor<float> x(Shape{200});
+  init::normal(x, rng, 0.0, 1.0);
+  x[150] = std::numeric_limits<float>::infinity();
+  x[170] = std::numeric_limits<float>::quiet_NaN();
+  const auto [a, b] = detail::obs::aminmax(x.data(), 200);
+  const auto [c, d] = detail::obs::aminmax_scalar(x.data(), 200);
+  EXPECT_EQ(a, c);
+  EXPECT_EQ(b, d);
+  MinMaxObserver per_tensor(QuantSpec::uint8());
+  EXPECT_NE(error_of([&] { per_tensor.observe(x); }).find("flat index 150"), std::string::npos);
+  PerChannelMinMaxObserver per_channel(QuantSpec::int8().with_per_channel(0));
+  EXPECT_NE(error_of([&] {
+              DynTensor<float> y = x;
+              y.reshape(Shape{2, 100});
+              per_channel.observe(y);
+            }).find("flat index 150"),
+            std::string::npos);
+}
+
+TEST(ObserverFastPathTest, PerChannelObserverMatchesElementwiseReference) {
+  Rng rng(9);
+  for (const Shape& s : {Shape{4, 96}, Shape{3, 5, 80}, Shape{6, 10}}) {
+    for (int axis = 0; axis < s.rank(); ++axis) {
+      DynTensor<float> x(s);
+      init::normal(x, rng, 0.0, 1.0);
+      for (Index i = 0; i < x.numel(); i += 7) x[i] = (i % 2) ? 0.0f : -0.0f;
+      PerChannelMinMaxObserver obs(QuantSpec::int8().with_per_channel(axis));
+      obs.observe(x);
+      const auto v = detail::fq::channel_view("test", s, axis);
+      for (Index c = 0; c < v.channels; ++c) {
+        float lo = detail::obs::kInf, hi = -detail::obs::kInf;
+        for (Index o = 0; o < v.outer; ++o)
+          for (Index k = 0; k < v.inner; ++k) {
+            lo = std::min(lo, x[(o * v.channels + c) * v.inner + k]);
+            hi = std::max(hi, x[(o * v.channels + c) * v.inner + k]);
+          }
+        const float got_lo = obs.min_vals()[static_cast<std::size_t>(c)], got_hi = obs.max_vals()[static_cast<std::size_t>(c)];
+        EXPECT_EQ(std::memcmp(&got_lo, &lo, 4), 0) << s.str() << " axis " << axis << " channel " << c;
+        EXPECT_EQ(std::memcmp(&got_hi, &hi, 4), 0) << s.str() << " axis " << axis << " channel " << c;
+      }
+    }
+  }
 }
 
 }  // namespace
