@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds and runs qaware's demo. Until the spam-corpus demo exists (a later
-# issue) this is the small training example examples/01_tiny_regression.cpp.
+# issue) this is the QAT training example examples/02_qat_teacher_student.cpp
+# (an INT8 QAT student and an FP32 student of a BERT block learn to match a
+# frozen FP32 teacher block).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target=qaware_example_tiny_regression
+target=qaware_example_qat_teacher_student
 jobs=${QAWARE_JOBS:-$(nproc)}
 
 ./scripts/setup.sh

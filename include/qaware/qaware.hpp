@@ -59,3 +59,18 @@
 
 // quant: the shared quantize / requantize routine
 #include "qaware/quant/requantize.hpp"
+// nn: QAT layers (Module, QConfig, QATLinear, QATAttention, QATLayerNorm,
+// QATGelu, QATTransformerBlock, embeddings, heads, QATBertModel) and
+// model checkpoints
+#include "qaware/nn/attention.hpp"
+#include "qaware/nn/bert.hpp"
+#include "qaware/nn/checkpoint.hpp"
+#include "qaware/nn/embedding.hpp"
+#include "qaware/nn/functional.hpp"
+#include "qaware/nn/gelu.hpp"
+#include "qaware/nn/heads.hpp"
+#include "qaware/nn/layer_norm.hpp"
+#include "qaware/nn/linear.hpp"
+#include "qaware/nn/module.hpp"
+#include "qaware/nn/qconfig.hpp"
+#include "qaware/nn/transformer_block.hpp"

@@ -71,6 +71,34 @@ TEST(TapeTest, FrozenParamGetsNoGradient) {
   EXPECT_TRUE(tape.has_grad(x));
 }
 
+TEST(TapeTest, NoGradModeRecordsNoGradientsAndSameValues) {
+  Param<double> w(filled({2, 3}, 0.5, -0.25));
+  const DynTensor<double> xv = filled({4, 3}, 0.1, 0.2);
+  Tape<double> grad_tape;
+  Var<double> y_grad = linear(grad_tape.leaf(xv), grad_tape.param(w));
+  EXPECT_TRUE(y_grad.requires_grad());
+
+  Tape<double> tape;
+  {
+    NoGradGuard<double> guard(tape);
+    EXPECT_FALSE(tape.grad_enabled());
+    Var<double> x = tape.leaf(xv);
+    Var<double> p = tape.param(w);
+    Var<double> y = linear(x, p);
+    EXPECT_FALSE(x.requires_grad());
+    EXPECT_FALSE(p.requires_grad());
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_THROW(tape.backward(y, DynTensor<double>(y.shape(), 1.0)), Error);
+    // Same numbers as with gradients on: the mode only changes what is recorded.
+    for (Index i = 0; i < y.numel(); ++i) EXPECT_EQ(y.value()[i], y_grad.value()[i]);
+  }
+  EXPECT_TRUE(tape.grad_enabled());  // the guard restores the previous setting
+  Var<double> y2 = linear(tape.leaf(xv), tape.param(w));
+  EXPECT_TRUE(y2.requires_grad());
+  tape.backward(y2, DynTensor<double>(y2.shape(), 1.0));
+  for (Index i = 0; i < w.numel(); ++i) EXPECT_NE(w.grad()[i], 0.0);
+}
+
 TEST(TapeTest, StaleAndForeignVarsAreRejected) {
   Tape<double> t1, t2;
   Var<double> a = t1.leaf(filled({2}, 1.0, 1.0));

@@ -15,6 +15,10 @@
 //   without copying: its gradient accumulates straight into p.grad().
 // - The tape is cleared after every step (tape.clear()); a Param must not be
 //   moved or destroyed while a tape that references it is still in use.
+// - Gradient recording can be switched off (set_grad_enabled(false), or a
+//   NoGradGuard), as torch.no_grad(): leaves and Params then enter as values
+//   that need no gradient and record() keeps no closures, so the same
+//   forward code serves inference without building a backward graph.
 
 #include <cstdint>
 #include <functional>
@@ -139,8 +143,13 @@ class Tape {
     return push(DynTensor<Scalar>(), &p.value(), &p.grad(), p.requires_grad(), {});
   }
 
+  // Whether new nodes may require gradients (default true). When false,
+  // leaf(), param() and record() create nodes that need no gradient.
+  void set_grad_enabled(bool on) { grad_enabled_ = on; }
+  bool grad_enabled() const { return grad_enabled_; }
+
   // Records an op's output. The node requires a gradient when any input
-  // does; only then is `backward` kept.
+  // does (and gradients are enabled); only then is `backward` kept.
   VarT record(DynTensor<Scalar> value, std::initializer_list<VarT> inputs, BackwardFn backward) {
     bool needs = false;
     for (const VarT& v : inputs) {
@@ -225,6 +234,8 @@ class Tape {
 
   VarT push(DynTensor<Scalar> value, const DynTensor<Scalar>* ext_value, DynTensor<Scalar>* ext_grad,
             bool requires_grad, BackwardFn backward) {
+    requires_grad = requires_grad && grad_enabled_;
+    if (!requires_grad) backward = nullptr;
     Node n;
     n.own_value = std::move(value);
     n.external_value = ext_value;
@@ -250,6 +261,22 @@ class Tape {
   }
 
   std::vector<Node> nodes_;
+  bool grad_enabled_ = true;
+};
+
+// Disables gradient recording on a tape for the guard's lifetime and
+// restores the previous setting afterwards.
+template <typename Scalar>
+class NoGradGuard {
+ public:
+  explicit NoGradGuard(Tape<Scalar>& tape) : tape_(tape), prev_(tape.grad_enabled()) { tape.set_grad_enabled(false); }
+  ~NoGradGuard() { tape_.set_grad_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  Tape<Scalar>& tape_;
+  bool prev_;
 };
 
 // ---------------------------------------------------------------------------

@@ -58,13 +58,98 @@ inline void check_finite(const char* who, const float* x, Index n) {
   }
 }
 
-inline std::pair<float, float> aminmax(const float* x, Index n) {
+// The sequential definition: lo = min(lo, x[i]) from lo = x[0] (and the
+// same for hi). For equal values (only -0 and +0 differ while comparing
+// equal) the first one seen wins.
+inline std::pair<float, float> aminmax_scalar(const float* x, Index n) {
   float lo = x[0], hi = x[0];
   for (Index i = 1; i < n; ++i) {
     lo = std::min(lo, x[i]);
     hi = std::max(hi, x[i]);
   }
   return {lo, hi};
+}
+
+#if QAWARE_FQ_X86
+// min / max of n >= 8 finite floats, eight lanes at a time (four
+// accumulators); false when x holds a NaN or an infinity (the caller then
+// takes the scalar path). min and max are exact, so the values equal the
+// sequential ones; only the sign of a zero result may differ (fixed by the
+// caller).
+__attribute__((target("avx2"))) inline bool minmax_avx2(const float* x, Index n, float& lo, float& hi) {
+  const __m256 inf = _mm256_set1_ps(kInf), ninf = _mm256_set1_ps(-kInf);
+  __m256 l0 = inf, l1 = inf, h0 = ninf, h1 = ninf, bad = _mm256_setzero_ps();
+  Index i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    l0 = _mm256_min_ps(l0, a);
+    h0 = _mm256_max_ps(h0, a);
+    l1 = _mm256_min_ps(l1, b);
+    h1 = _mm256_max_ps(h1, b);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q), _mm256_cmp_ps(b, b, _CMP_UNORD_Q)));
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_loadu_ps(x + i);
+    l0 = _mm256_min_ps(l0, a);
+    h0 = _mm256_max_ps(h0, a);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  }
+  alignas(32) float ls[8], hs[8];
+  _mm256_store_ps(ls, _mm256_min_ps(l0, l1));
+  _mm256_store_ps(hs, _mm256_max_ps(h0, h1));
+  if (_mm256_movemask_ps(bad) != 0) return false;
+  lo = ls[0];
+  hi = hs[0];
+  for (int k = 1; k < 8; ++k) {
+    lo = std::min(lo, ls[k]);
+    hi = std::max(hi, hs[k]);
+  }
+  for (; i < n; ++i) {
+    if (std::isnan(x[i])) return false;
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  return std::isfinite(lo) && std::isfinite(hi);
+}
+#endif
+
+// min and max of finite x[0, n) into lo / hi, equal to aminmax_scalar's
+// bit for bit, vectorised; false (lo / hi unset) when the CPU lacks AVX2,
+// n < 64, or x holds a NaN or an infinity.
+inline bool fast_aminmax(const float* x, Index n, float& lo, float& hi) {
+#if QAWARE_FQ_X86
+  if (n < 64 || fq::active_isa() < fq::Isa::Avx2 || !minmax_avx2(x, n, lo, hi)) return false;
+  // A zero result: the sequential loop keeps the first zero it meets (-0
+  // and +0 compare equal), so take that one's sign.
+  if (lo == 0.0f || hi == 0.0f) {
+    Index k = 0;
+    while (x[k] != 0.0f) ++k;
+    if (lo == 0.0f) lo = x[k];
+    if (hi == 0.0f) hi = x[k];
+  }
+  return true;
+#else
+  (void)x;
+  (void)n;
+  (void)lo;
+  (void)hi;
+  return false;
+#endif
+}
+
+// min and max of x[0, n), n >= 1, as aminmax_scalar.
+inline std::pair<float, float> aminmax(const float* x, Index n) {
+  float lo = 0.0f, hi = 0.0f;
+  if (fast_aminmax(x, n, lo, hi)) return {lo, hi};
+  return aminmax_scalar(x, n);
+}
+
+// check_finite + aminmax, in one vectorised pass when possible (n >= 1).
+inline std::pair<float, float> checked_aminmax(const char* who, const float* x, Index n) {
+  float lo = 0.0f, hi = 0.0f;
+  if (fast_aminmax(x, n, lo, hi)) return {lo, hi};
+  check_finite(who, x, n);  // throws, naming the first non-finite value
+  return aminmax_scalar(x, n);
 }
 
 // v + c * (cur - v), each step rounded in float (PyTorch runs them as three
@@ -179,8 +264,7 @@ class MinMaxObserver : public Observer {
   void observe(const float* x, const Shape& shape) override {
     const Index n = shape.numel();
     if (n == 0) return;
-    detail::obs::check_finite(name(), x, n);
-    const auto [lo, hi] = detail::obs::aminmax(x, n);
+    const auto [lo, hi] = detail::obs::checked_aminmax(name(), x, n);
     update(lo, hi);
   }
   using Observer::observe;
@@ -253,14 +337,30 @@ class PerChannelMinMaxObserver : public Observer {
   void observe(const float* x, const Shape& shape) override {
     if (shape.numel() == 0) return;
     const auto v = detail::fq::channel_view(name(), shape, spec_.axis);
-    detail::obs::check_finite(name(), x, shape.numel());
+    std::vector<float> lo(static_cast<std::size_t>(v.channels), detail::obs::kInf),
+        hi(static_cast<std::size_t>(v.channels), -detail::obs::kInf);
+    // Long contiguous runs (a weight's rows for axis 0): vectorised per run,
+    // combined in order, which equals the element-by-element loop below.
+    bool done = v.inner >= 64;
+    for (Index o = 0; o < v.outer && done; ++o)
+      for (Index c = 0; c < v.channels && done; ++c) {
+        float a = 0.0f, b = 0.0f;
+        done = detail::obs::fast_aminmax(x + (o * v.channels + c) * v.inner, v.inner, a, b);
+        float& l = lo[static_cast<std::size_t>(c)];
+        float& h = hi[static_cast<std::size_t>(c)];
+        l = std::min(l, a);
+        h = std::max(h, b);
+      }
+    if (!done) detail::obs::check_finite(name(), x, shape.numel());
     if (initialized()) {
       QAWARE_CHECK(static_cast<Index>(min_.size()) == v.channels, name(), "::observe: x ", shape.str(), " has ",
                    v.channels, " channels on axis ", v.axis, " but earlier inputs had ", min_.size());
     }
-    std::vector<float> lo(static_cast<std::size_t>(v.channels), detail::obs::kInf),
-        hi(static_cast<std::size_t>(v.channels), -detail::obs::kInf);
-    for (Index o = 0; o < v.outer; ++o)
+    if (!done) {
+      std::fill(lo.begin(), lo.end(), detail::obs::kInf);
+      std::fill(hi.begin(), hi.end(), -detail::obs::kInf);
+    }
+    for (Index o = 0; o < v.outer && !done; ++o)
       for (Index c = 0; c < v.channels; ++c) {
         const float* p = x + (o * v.channels + c) * v.inner;
         float& l = lo[static_cast<std::size_t>(c)];

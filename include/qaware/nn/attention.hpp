@@ -1,0 +1,148 @@
+#pragma once
+// QATAttention: multi-head self-attention with fake quantization, Hugging
+// Face BERT's BertSelfAttention plus the output dense layer of BertSelfOutput.
+//   x (B, T, C) -> y (B, T, C); NH heads of HS = C / NH.
+//
+//   q, k, v = query(x), key(x), value(x)             QATLinear: each quantizes its
+//                                                    input and weight
+//   q, k, v = fq_q(q), fq_k(k), fq_v(v)              option quantize_matmul_inputs
+//   scores  = (q_h k_h^T) / sqrt(HS)                 [B, NH, T, T]
+//   scores  = fq_scores(scores)                      option quantize_scores (default on)
+//   probs   = softmax(scores + mask)                 mask: [B, T] 1 = attend, 0 = padding,
+//                                                    made additive (nn::additive_attention_mask)
+//   probs   = fq_probs(probs)                        option quantize_probs, or
+//                                                    quantize_matmul_inputs; always unsigned
+//   probs   = dropout(probs)                         attention_probs_dropout_prob, training only
+//   y       = output.dense(merge_heads(probs v_h))   QATLinear
+// The scores are quantized before the mask is added (the mask's huge
+// negative values would otherwise set the range). The score and
+// probability points are always per tensor (their last dimension is the
+// sequence length); the probability point always uses an unsigned affine
+// range (probabilities are in [0, 1]).
+// Names (relative to the module, "attention" in a block): self.query,
+// self.key, self.value, output.dense (QATLinear); quantization points
+// self.q_fake_quant, self.k_fake_quant, self.v_fake_quant,
+// self.scores_fake_quant, self.probs_fake_quant; dropout RNG self.dropout.
+// The module's own points take the QConfig resolved for its own name.
+
+#include <cmath>
+#include <cstdint>
+
+#include "qaware/core/rng.hpp"
+#include "qaware/nn/functional.hpp"
+#include "qaware/nn/linear.hpp"
+#include "qaware/nn/module.hpp"
+#include "qaware/ops/dropout.hpp"
+#include "qaware/ops/matmul.hpp"
+#include "qaware/ops/permute.hpp"
+#include "qaware/ops/reshape.hpp"
+#include "qaware/ops/scale.hpp"
+#include "qaware/ops/softmax.hpp"
+
+namespace qaware {
+namespace nn {
+
+struct AttentionOptions {
+  double dropout = 0.1;  // attention_probs_dropout_prob
+  bool quantize_scores = true;
+  bool quantize_probs = false;
+  bool quantize_matmul_inputs = false;  // Q, K, V and the probabilities
+  double init_std = 0.02;
+};
+
+template <typename Scalar>
+class QATAttention : public Module<Scalar> {
+ public:
+  QATAttention(Index hidden, Index heads, Rng& rng, const QConfig& qconfig = {}, AttentionOptions options = {})
+      : C_(hidden), NH_(heads), opt_(options),
+        query_(hidden, hidden, rng, qconfig, linear_options(options)),
+        key_(hidden, hidden, rng, qconfig, linear_options(options)),
+        value_(hidden, hidden, rng, qconfig, linear_options(options)),
+        dense_(hidden, hidden, rng, qconfig, linear_options(options)) {
+    QAWARE_CHECK(heads > 0 && hidden > 0 && hidden % heads == 0, "QATAttention: hidden size ", hidden,
+                 " is not a multiple of the number of heads ", heads);
+    QAWARE_CHECK(options.dropout >= 0 && options.dropout < 1, "QATAttention: dropout must be in [0, 1), got ",
+                 options.dropout);
+    HS_ = hidden / heads;
+    configure(qconfig);
+  }
+
+  void visit(Visitor<Scalar>& v) override {
+    v.child("self.query", query_);
+    v.child("self.key", key_);
+    v.child("self.value", value_);
+    v.quant("self.q_fake_quant", q_fq_);
+    v.quant("self.k_fake_quant", k_fq_);
+    v.quant("self.v_fake_quant", v_fq_);
+    v.quant("self.scores_fake_quant", scores_fq_);
+    v.quant("self.probs_fake_quant", probs_fq_);
+    v.rng("self.dropout", rng_);
+    v.child("output.dense", dense_);
+  }
+
+  void configure(const QConfig& qc) override {
+    const bool mm = opt_.quantize_matmul_inputs;
+    q_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
+    k_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
+    v_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
+    QuantConfig per_tensor = qc.activation;
+    per_tensor.granularity = Granularity::PerTensor;
+    scores_fq_ = opt_.quantize_scores ? QuantPoint<Scalar>(per_tensor) : QuantPoint<Scalar>();
+    QuantConfig probs = per_tensor;
+    probs.is_signed = false;
+    probs.symmetric = false;
+    probs_fq_ = (opt_.quantize_probs || mm) ? QuantPoint<Scalar>(probs) : QuantPoint<Scalar>();
+  }
+
+  // x (B, T, C); padding_mask [B, T] (1 = attend, 0 = padding) or empty.
+  Var<Scalar> forward(Tape<Scalar>& tape, Var<Scalar> x, const DynTensor<Scalar>& padding_mask = DynTensor<Scalar>()) {
+    const Shape& xs = x.shape();
+    QAWARE_CHECK(xs.rank() == 3 && xs[2] == C_, "QATAttention: x must be (B, T, C) with C = ", C_, ", got ",
+                 xs.str());
+    const Index B = xs[0], T = xs[1];
+    const bool tr = this->is_training();
+    Var<Scalar> mask;
+    if (!padding_mask.empty()) mask = tape.constant(additive_attention_mask(padding_mask, B, T));
+
+    auto split = [&](Var<Scalar> t) { return permute(reshape(t, Shape{B, T, NH_, HS_}), {0, 2, 1, 3}); };
+    const Var<Scalar> q = split(q_fq_(tape, query_.forward(tape, x), tr));
+    const Var<Scalar> k = split(k_fq_(tape, key_.forward(tape, x), tr));
+    const Var<Scalar> v = split(v_fq_(tape, value_.forward(tape, x), tr));
+
+    Var<Scalar> scores = scale(matmul(q, k, false, true), Scalar(1) / std::sqrt(static_cast<Scalar>(HS_)));
+    scores = scores_fq_(tape, scores, tr);
+    Var<Scalar> probs = mask.valid() ? softmax(scores, mask) : softmax(scores);
+    probs = probs_fq_(tape, probs, tr);
+    probs = dropout(probs, static_cast<Scalar>(opt_.dropout), rng_, tr);
+    const Var<Scalar> ctx = reshape(permute(matmul(probs, v), {0, 2, 1, 3}), Shape{B, T, C_});
+    return dense_.forward(tape, ctx);
+  }
+  DynTensor<Scalar> forward(const DynTensor<Scalar>& x, const DynTensor<Scalar>& padding_mask = DynTensor<Scalar>()) {
+    return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x), padding_mask); });
+  }
+
+  QATLinear<Scalar>& query() { return query_; }
+  QATLinear<Scalar>& key() { return key_; }
+  QATLinear<Scalar>& value() { return value_; }
+  QATLinear<Scalar>& output_dense() { return dense_; }
+  QuantPoint<Scalar>& scores_quant() { return scores_fq_; }
+  QuantPoint<Scalar>& probs_quant() { return probs_fq_; }
+  Index hidden() const { return C_; }
+  Index heads() const { return NH_; }
+
+ private:
+  static LinearOptions linear_options(const AttentionOptions& o) {
+    LinearOptions l;
+    l.init_std = o.init_std;
+    return l;
+  }
+
+  Index C_, NH_, HS_ = 0;
+  AttentionOptions opt_;
+  QATLinear<Scalar> query_, key_, value_, dense_;
+  QuantPoint<Scalar> q_fq_, k_fq_, v_fq_, scores_fq_, probs_fq_;
+  Rng rng_{0};
+};
+
+}  // namespace nn
+}  // namespace qaware

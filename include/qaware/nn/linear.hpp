@@ -1,0 +1,102 @@
+#pragma once
+// QATLinear: y = fq_out(linear(fq_in(x), fq_w(W), b)), PyTorch's nn.Linear
+// layout (W is (OUT, IN), y = x W^T + b) with fake quantization of
+//   the weight          "weight_fake_quant" (QConfig::weight; per channel
+//                       along axis 0 = one scale per output row by default),
+//   the input           "input_fake_quant"  (QConfig::activation; on by default),
+//   the output          "output_fake_quant" (QConfig::activation; off by default).
+// The input and weight points are what an INT8 GEMM needs after export; the
+// output point is for layers whose output feeds an integer op directly.
+// Parameters: "weight" (OUT, IN), "bias" (OUT). Weights start as
+// normal(0, init_std) (Hugging Face BERT's initializer_range 0.02), biases 0.
+//   x is (..., IN); y is (..., OUT).
+
+#include <string>
+
+#include "qaware/core/rng.hpp"
+#include "qaware/nn/module.hpp"
+#include "qaware/ops/linear.hpp"
+
+namespace qaware {
+namespace nn {
+
+struct LinearOptions {
+  bool bias = true;
+  bool quantize_input = true;
+  bool quantize_output = false;
+  double init_std = 0.02;
+};
+
+template <typename Scalar>
+class QATLinear : public Module<Scalar> {
+ public:
+  QATLinear(Index in_features, Index out_features, Rng& rng, const QConfig& qconfig = {}, LinearOptions options = {})
+      : in_(in_features), out_(out_features), opt_(options) {
+    QAWARE_CHECK(in_features > 0 && out_features > 0, "QATLinear: in_features (", in_features,
+                 ") and out_features (", out_features, ") must be positive");
+    weight_ = Param<Scalar>(Shape{out_, in_});
+    init::normal(weight_.value(), rng, 0.0, options.init_std);
+    if (options.bias) bias_ = Param<Scalar>(Shape{out_});
+    configure(qconfig);
+  }
+
+  void visit(Visitor<Scalar>& v) override {
+    v.param("weight", weight_);
+    if (opt_.bias) v.param("bias", bias_);
+    v.quant("input_fake_quant", input_fq_);
+    v.quant("weight_fake_quant", weight_fq_);
+    v.quant("output_fake_quant", output_fq_);
+  }
+
+  void configure(const QConfig& qc) override {
+    qconfig_ = qc;
+    weight_fq_ = QuantPoint<Scalar>(qc.weight, channels_of(qc.weight, out_, in_));
+    input_fq_ = opt_.quantize_input ? QuantPoint<Scalar>(qc.activation, in_) : QuantPoint<Scalar>();
+    output_fq_ = opt_.quantize_output ? QuantPoint<Scalar>(qc.activation, out_) : QuantPoint<Scalar>();
+  }
+
+  // x (..., IN) -> y (..., OUT).
+  Var<Scalar> forward(Tape<Scalar>& tape, Var<Scalar> x) {
+    QAWARE_CHECK(x.rank() >= 1 && x.dim(-1) == in_, "QATLinear: x ", x.shape().str(), " must end in IN = ", in_,
+                 " features (weight [", out_, ", ", in_, "])");
+    const bool tr = this->is_training();
+    const Var<Scalar> xq = input_fq_(tape, x, tr);
+    const Var<Scalar> wq = weight_fq_(tape, tape.param(weight_), tr);
+    const Var<Scalar> y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
+    return output_fq_(tape, y, tr);
+  }
+  // The same forward without gradients.
+  DynTensor<Scalar> forward(const DynTensor<Scalar>& x) {
+    return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x)); });
+  }
+
+  Param<Scalar>& weight() { return weight_; }
+  Param<Scalar>& bias() {
+    QAWARE_CHECK(opt_.bias, "QATLinear::bias: this layer has no bias");
+    return bias_;
+  }
+  QuantPoint<Scalar>& input_quant() { return input_fq_; }
+  QuantPoint<Scalar>& weight_quant() { return weight_fq_; }
+  QuantPoint<Scalar>& output_quant() { return output_fq_; }
+  const QConfig& qconfig() const { return qconfig_; }
+  Index in_features() const { return in_; }
+  Index out_features() const { return out_; }
+
+  // Channel count of a per-channel weight point along its axis.
+  static Index channels_of(const QuantConfig& c, Index out, Index in) {
+    if (!c.enabled || !c.per_channel()) return 0;
+    const int a = c.axis < 0 ? c.axis + 2 : c.axis;
+    QAWARE_CHECK(a == 0 || a == 1, "QATLinear: weight channel axis ", c.axis, " is out of range for a rank-2 weight");
+    return a == 0 ? out : in;
+  }
+
+ private:
+  Index in_, out_;
+  LinearOptions opt_;
+  QConfig qconfig_;
+  Param<Scalar> weight_, bias_;
+  QuantPoint<Scalar> input_fq_, weight_fq_, output_fq_;
+};
+
+}  // namespace nn
+}  // namespace qaware
