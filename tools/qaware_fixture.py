@@ -14,7 +14,9 @@ little-endian:
       dims      i64 * rank
       data      numel * itemsize bytes, row-major
 
-Small scalars (scales, zero points, flags) are stored as rank-0 records.
+Small scalars (scales, zero points, flags) are stored as records of shape [1]:
+FixtureWriter.add passes every value through np.ascontiguousarray, which gives
+at least one dimension. Readers take element 0.
 """
 
 import struct
