@@ -18,9 +18,17 @@ QAT block has them (the seed-style points):
 Observers stay on (as during training). Each (mode, threads) runs one warm-up
 step and then --steps timed steps; the script prints every step and the
 median wall-clock and process CPU time per step.
+
+BLAS: Debian's torch does its float GEMMs through libblas.so.3, i.e. whichever
+BLAS update-alternatives selects. The reference BLAS (libblas3) runs at about
+3.5 GFLOPS and makes a step take ~15 s; install libopenblas0-pthread for a fair
+yardstick. torch.set_num_threads does not reach OpenBLAS's own thread pool, so
+this script calls openblas_set_num_threads as well, and prints the BLAS it found
+and a 1024x768x768 GEMM's GFLOPS at each thread count.
 """
 
 import argparse
+import ctypes
 import math
 import statistics
 import time
@@ -86,8 +94,34 @@ class Block(nn.Module):
         return self.ln2(o + h)
 
 
-def run(mode, threads, a):
+def blas_library():
+    """The process's libblas.so.3 (the one torch calls), or None."""
+    try:
+        return ctypes.CDLL("libblas.so.3")
+    except OSError:
+        return None
+
+
+def set_threads(threads):
     torch.set_num_threads(threads)
+    lib = blas_library()
+    if lib is not None and hasattr(lib, "openblas_set_num_threads"):
+        lib.openblas_set_num_threads(ctypes.c_int(threads))
+
+
+def gemm_gflops():
+    a, b = torch.randn(1024, 768), torch.randn(768, 768)
+    for _ in range(3):
+        a @ b
+    reps = 20
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2.0 * 1024 * 768 * 768 * reps / (time.perf_counter() - t) / 1e9
+
+
+def run(mode, threads, a):
+    set_threads(threads)
     torch.manual_seed(1)
     block = Block(a.hidden, a.heads, a.ffn, mode == "qat").train()
     opt = torch.optim.AdamW(block.parameters())
@@ -129,6 +163,14 @@ def main():
     cfg = torch.__config__.show()
     blas = [line.strip() for line in cfg.splitlines() if "BLAS_INFO" in line or "MKL" in line]
     print("build: " + (" | ".join(blas)[:300] if blas else "?"))
+    lib = blas_library()
+    kind = "none found"
+    if lib is not None:
+        kind = "OpenBLAS" if hasattr(lib, "openblas_set_num_threads") else "not OpenBLAS (reference BLAS?)"
+    print(f"libblas.so.3: {kind}")
+    for threads in a.threads:
+        set_threads(threads)
+        print(f"  float GEMM 1024x768x768, {threads} thread(s): {gemm_gflops():.1f} GFLOPS")
     results = {}
     for threads in a.threads:
         for mode in a.modes:
