@@ -6,8 +6,9 @@
 // and FFN size 3072, which covers the Q/K/V/O projections (768 x 768) and the
 // two FFN layers (3072 x 768 and 768 x 3072).
 //
-// BM_GemmF32Eigen is the FP32 baseline (Eigen's GEMM, as ops::linear_forward
-// uses it). Later kernels (BM_GemmS8<Path>) register with the same shapes
+// BM_GemmF32Eigen is the FP32 baseline (Eigen's GEMM); BM_GemmF32Ours is
+// qaware's AVX2 + FMA float kernel, which ops::linear_forward uses where the
+// CPU has AVX2 + FMA. Later kernels (BM_GemmS8<Path>) register with the same shapes
 // through gemm_shapes() and report through set_gemm_counters(), so every
 // line of the output is comparable.
 //
@@ -22,6 +23,7 @@
 #include "qaware/core/rng.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
+#include "qaware/ops/detail/sgemm.hpp"
 
 namespace {
 
@@ -73,6 +75,28 @@ void BM_GemmF32Eigen(benchmark::State& state) {
   qaware::set_num_threads(0);
 }
 BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
+
+// The same product on qaware's own AVX2 + FMA kernel (ops/detail/sgemm.hpp),
+// which ops::linear uses for float where the CPU has it.
+void BM_GemmF32Ours(benchmark::State& state) {
+  const GemmArgs a = gemm_args(state);
+  if (!qaware::detail::sgemm::available()) {
+    state.SkipWithError("this CPU lacks AVX2 + FMA");
+    return;
+  }
+  qaware::Matrix<float> A(a.M, a.K), B(a.N, a.K), C(a.M, a.N);
+  qaware::Rng rng(1);
+  qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
+  qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
+  for (auto _ : state) {
+    qaware::detail::sgemm::gemm(a.M, a.N, a.K, A.data(), a.K, false, B.data(), a.K, true, C.data(), a.N, false);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_gemm_counters(state, a, "GFLOPS");
+  qaware::set_num_threads(0);
+}
+BENCHMARK(BM_GemmF32Ours)->Apply(gemm_shapes);
 
 }  // namespace
 

@@ -7,15 +7,21 @@
 //   the output          "output_fake_quant" (QConfig::activation; off by default).
 // The input and weight points are what an INT8 GEMM needs after export; the
 // output point is for layers whose output feeds an integer op directly.
+// When both points qualify (see integer_product()), the product itself runs
+// on the INT8 GEMM, as the exported model will run it (QConfig::integer_linear,
+// on by default); otherwise on Eigen's float GEMM. The backward is the same.
 // Parameters: "weight" (OUT, IN), "bias" (OUT). Weights start as
 // normal(0, init_std) (Hugging Face BERT's initializer_range 0.02), biases 0.
 //   x is (..., IN); y is (..., OUT).
 
+#include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "qaware/core/rng.hpp"
 #include "qaware/nn/module.hpp"
 #include "qaware/ops/linear.hpp"
+#include "qaware/ops/quantized_linear.hpp"
 
 namespace qaware {
 namespace nn {
@@ -62,9 +68,22 @@ class QATLinear : public Module<Scalar> {
     const bool tr = this->is_training();
     const Var<Scalar> xq = input_fq_(tape, x, tr);
     const Var<Scalar> wq = weight_fq_(tape, tape.param(weight_), tr);
-    const Var<Scalar> y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
+    Var<Scalar> y;
+    if constexpr (std::is_same_v<Scalar, float>) {
+      LinearInputQuant in_q;
+      LinearWeightQuant w_q;
+      if (integer_product(in_q, w_q)) {
+        y = opt_.bias ? quantized_linear(xq, wq, tape.param(bias_), in_q, w_q) : quantized_linear(xq, wq, in_q, w_q);
+        return output_fq_(tape, y, tr);
+      }
+    }
+    y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
     return output_fq_(tape, y, tr);
   }
+
+  // Whether the last forward ran its product on the INT8 GEMM (see
+  // integer_product()).
+  bool last_forward_was_integer() const { return last_integer_; }
   // The same forward without gradients.
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x) {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x)); });
@@ -82,6 +101,39 @@ class QATLinear : public Module<Scalar> {
   Index in_features() const { return in_; }
   Index out_features() const { return out_; }
 
+  // Whether the product x W^T can run on the INT8 GEMM (ops/quantized_linear.hpp),
+  // and with which parameters: QConfig::integer_linear is on, Scalar is
+  // float, and both the input and the weight point are on, fake-quantizing,
+  // not learnable, with integer ranges the GEMM takes (input per tensor within
+  // uint8 or int8; weight symmetric within int8, per tensor or per output
+  // row). Read after both points have run in this forward (their observers
+  // have then set the parameters the fake quantization used).
+  bool integer_product(LinearInputQuant& in_q, LinearWeightQuant& w_q) {
+    last_integer_ = false;
+    if (!qconfig_.integer_linear || !std::is_same_v<Scalar, float>) return false;
+    if (!input_fq_.enabled() || !weight_fq_.enabled()) return false;
+    const FakeQuantize<Scalar>& fi = input_fq_.fake_quantize();
+    const FakeQuantize<Scalar>& fw = weight_fq_.fake_quantize();
+    if (input_fq_.config().learnable || weight_fq_.config().learnable) return false;
+    if (!fi.fake_quant_enabled() || !fw.fake_quant_enabled()) return false;
+    const QuantParams qi = fi.qparams(), qw = fw.qparams();
+    if (qi.per_channel || qi.channels() != 1) return false;
+    if (qi.quant_min < -128 || qi.quant_max > 255 || (qi.quant_min < 0 && qi.quant_max > 127)) return false;
+    if (qw.quant_min < -128 || qw.quant_max > 127) return false;
+    if (qw.per_channel ? (qw.axis != 0 || static_cast<Index>(qw.channels()) != out_) : qw.channels() != 1) return false;
+    for (std::int32_t z : qw.zero_point)
+      if (z != 0) return false;
+    in_q.scale = qi.scale[0];
+    in_q.zero_point = qi.zero_point[0];
+    in_q.quant_min = static_cast<std::int32_t>(qi.quant_min);
+    in_q.quant_max = static_cast<std::int32_t>(qi.quant_max);
+    w_q.scales = qw.scale;
+    w_q.quant_min = static_cast<std::int32_t>(qw.quant_min);
+    w_q.quant_max = static_cast<std::int32_t>(qw.quant_max);
+    last_integer_ = true;
+    return true;
+  }
+
   // Channel count of a per-channel weight point along its axis.
   static Index channels_of(const QuantConfig& c, Index out, Index in) {
     if (!c.enabled || !c.per_channel()) return 0;
@@ -96,6 +148,7 @@ class QATLinear : public Module<Scalar> {
   QConfig qconfig_;
   Param<Scalar> weight_, bias_;
   QuantPoint<Scalar> input_fq_, weight_fq_, output_fq_;
+  bool last_integer_ = false;
 };
 
 }  // namespace nn

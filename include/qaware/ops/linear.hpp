@@ -3,18 +3,32 @@
 //   x is (..., IN), W is (OUT, IN) (PyTorch's weight layout), b is (OUT) or
 //   absent; y is (..., OUT). R below is the product of x's leading dims.
 
+#include <array>
+#include <type_traits>
+#include <vector>
+
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/tensor.hpp"
+#include "qaware/ops/detail/sgemm.hpp"
 
 namespace qaware {
 namespace ops {
 
 // x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT).
+// Float products run on detail/sgemm.hpp's AVX2 kernel where the CPU has
+// it, otherwise (and for double) on Eigen's GEMM.
 template <typename Scalar>
 void linear_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scalar* y, Index R, Index IN, Index OUT) {
   ConstMatrixMap<Scalar> X(x, R, IN), W(w, OUT, IN);
   MatrixMap<Scalar> Y(y, R, OUT);
-  Y.noalias() = X * W.transpose();
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (detail::sgemm::enabled())
+      detail::sgemm::gemm(R, OUT, IN, x, IN, false, w, IN, true, y, OUT, false);
+    else
+      Y.noalias() = X * W.transpose();
+  } else {
+    Y.noalias() = X * W.transpose();
+  }
   if (b) Y.rowwise() += ConstVectorMap<Scalar>(b, OUT).transpose();
 }
 
@@ -24,30 +38,46 @@ template <typename Scalar>
 void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar* dx, Scalar* dw, Scalar* db, Index R,
                      Index IN, Index OUT) {
   ConstMatrixMap<Scalar> dY(dy, R, OUT);
-  if (dx) MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
-  if (dw) MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
+  bool own = false;
+  if constexpr (std::is_same_v<Scalar, float>) own = detail::sgemm::enabled();
+  if (own) {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (dx) detail::sgemm::gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, true);
+      if (dw) detail::sgemm::gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, true);
+    }
+  } else {
+    if (dx) MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
+    if (dw) MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
+  }
   if (db) VectorMap<Scalar>(db, OUT).noalias() += dY.colwise().sum().transpose();
 }
 
 }  // namespace ops
 
 namespace detail {
+// Checks x (..., IN), w (OUT, IN) and b (OUT) and returns {R, IN, OUT}.
 template <typename Scalar>
-Var<Scalar> linear_impl(Var<Scalar> x, Var<Scalar> w, const Var<Scalar>* b) {
+std::array<Index, 3> linear_dims(const Var<Scalar>& x, const Var<Scalar>& w, const Var<Scalar>* b, const char* op) {
   const Shape& xs = x.shape();
   const Shape& ws = w.shape();
-  QAWARE_CHECK(ws.rank() == 2, "linear: weight must be (OUT, IN), got ", ws.str());
-  QAWARE_CHECK(xs.rank() >= 1 && xs.dim(-1) == ws[1], "linear: x ", xs.str(), " has ",
-               xs.rank() ? xs.dim(-1) : 0, " input features but weight ", ws.str(), " expects ", ws[1]);
-  const Index IN = ws[1], OUT = ws[0], R = xs.rows();
-  if (b) {
-    QAWARE_CHECK(b->shape() == Shape({OUT}), "linear: bias ", b->shape().str(), " does not match weight ", ws.str());
-  }
+  QAWARE_CHECK(ws.rank() == 2, op, ": weight must be (OUT, IN), got ", ws.str());
+  QAWARE_CHECK(xs.rank() >= 1 && xs.dim(-1) == ws[1], op, ": x ", xs.str(), " has ", xs.rank() ? xs.dim(-1) : 0,
+               " input features but weight ", ws.str(), " expects ", ws[1]);
+  if (b) QAWARE_CHECK(b->shape() == Shape({ws[0]}), op, ": bias ", b->shape().str(), " does not match weight ", ws.str());
+  return {xs.rows(), ws[1], ws[0]};
+}
+
+// The output shape of linear: x's with the last dimension OUT.
+inline Shape linear_output_shape(const Shape& xs, Index OUT) {
   std::vector<Index> ys(xs.begin(), xs.end());
   ys.back() = OUT;
-  DynTensor<Scalar> y{Shape(ys)};
-  ops::linear_forward(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, y.data(), R, IN, OUT);
+  return Shape(ys);
+}
 
+// Records y = linear(x, w, b), however y was computed, with linear's backward.
+template <typename Scalar>
+Var<Scalar> record_linear(DynTensor<Scalar> y, Var<Scalar> x, Var<Scalar> w, const Var<Scalar>* b, Index R, Index IN,
+                          Index OUT) {
   std::vector<Var<Scalar>> inputs{x, w};
   if (b) inputs.push_back(*b);
   const Var<Scalar> bias = b ? *b : Var<Scalar>();
@@ -57,6 +87,14 @@ Var<Scalar> linear_impl(Var<Scalar> x, Var<Scalar> w, const Var<Scalar>* b) {
     Scalar* db = bias.valid() && t.requires_grad(bias) ? t.grad(bias).data() : nullptr;
     ops::linear_backward(dy.data(), t.value(x).data(), t.value(w).data(), dx, dw, db, R, IN, OUT);
   });
+}
+
+template <typename Scalar>
+Var<Scalar> linear_impl(Var<Scalar> x, Var<Scalar> w, const Var<Scalar>* b) {
+  const auto [R, IN, OUT] = linear_dims(x, w, b, "linear");
+  DynTensor<Scalar> y{linear_output_shape(x.shape(), OUT)};
+  ops::linear_forward(x.value().data(), w.value().data(), b ? b->value().data() : nullptr, y.data(), R, IN, OUT);
+  return record_linear(std::move(y), x, w, b, R, IN, OUT);
 }
 }  // namespace detail
 

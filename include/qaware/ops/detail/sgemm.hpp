@@ -1,0 +1,216 @@
+#pragma once
+// A float GEMM of our own for the linear layers' products (AVX2 + FMA,
+// chosen at run time; Eigen's GEMM otherwise, and always for double):
+//
+//   C (M x N, row stride ldc)  =  or  +=  op(A) op(B)
+//   op(A) is M x K: A[i*lda + k], or A[k*lda + i] when transposed;
+//   op(B) is K x N: B[k*ldb + j], or B[j*ldb + k] when transposed.
+//
+// The classic blocked layout (Goto / BLIS): K in blocks of KC, op(B)'s K x NC
+// block packed into column slivers of NR, op(A)'s MC x KC block into row
+// slivers of MR, and a 6 x 16 register micro-kernel (12 ymm accumulators,
+// two FMAs per broadcast A value). Zero padding in the packed slivers lets
+// the kernel run full tiles; edges are written through a small buffer.
+//
+// Each C element is summed in the same order (k ascending within a KC block,
+// blocks added in order) whatever the thread count or the split, so results
+// do not depend on qaware::num_threads(). With two or more threads the larger
+// of M and N is split into contiguous chunks, one per thread, each packing
+// its own blocks.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "qaware/core/tensor.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/gemm/path.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define QAWARE_SGEMM_X86 1
+#else
+#define QAWARE_SGEMM_X86 0
+#endif
+
+namespace qaware {
+namespace detail {
+namespace sgemm {
+
+constexpr Index MR = 6, NR = 16, KC = 256, MC = 120, NC = 3072;
+
+// Whether this CPU and OS can run the AVX2 + FMA kernel.
+inline bool available() {
+  const gemm::CpuFeatures& f = gemm::cpu_features();
+  return QAWARE_SGEMM_X86 && f.avx2 && f.fma && f.os_ymm;
+}
+// Whether the kernel runs (default: where available); tests and benchmarks
+// may switch it off to compare with Eigen.
+inline std::atomic<bool>& enabled_flag() {
+  static std::atomic<bool> on{available()};
+  return on;
+}
+inline bool enabled() { return enabled_flag().load(std::memory_order_relaxed); }
+// Turns the kernel on (only where available) or off; returns the previous state.
+inline bool set_enabled(bool on) { return enabled_flag().exchange(on && available()); }
+
+// op(A) rows [i0, i0 + mc) x K [k0, k0 + kc) -> slivers [mc / MR][kc][MR], zero padded.
+inline void pack_a(const float* A, Index lda, bool ta, Index i0, Index mc, Index k0, Index kc, float* out) {
+  for (Index ib = 0; ib < mc; ib += MR) {
+    const Index mr = std::min(MR, mc - ib);
+    if (!ta) {
+      const float* rows[MR];
+      for (Index r = 0; r < MR; ++r) rows[r] = A + (i0 + ib + std::min(r, mr - 1)) * lda + k0;
+      for (Index k = 0; k < kc; ++k, out += MR)
+        for (Index r = 0; r < MR; ++r) out[r] = r < mr ? rows[r][k] : 0.0f;
+    } else {
+      for (Index k = 0; k < kc; ++k, out += MR) {
+        const float* src = A + (k0 + k) * lda + i0 + ib;
+        for (Index r = 0; r < MR; ++r) out[r] = r < mr ? src[r] : 0.0f;
+      }
+    }
+  }
+}
+
+// op(B) K [k0, k0 + kc) x columns [j0, j0 + nc) -> slivers [nc / NR][kc][NR], zero padded.
+inline void pack_b(const float* B, Index ldb, bool tb, Index k0, Index kc, Index j0, Index nc, float* out) {
+  for (Index jb = 0; jb < nc; jb += NR) {
+    const Index nr = std::min(NR, nc - jb);
+    if (!tb) {
+      for (Index k = 0; k < kc; ++k, out += NR) {
+        const float* src = B + (k0 + k) * ldb + j0 + jb;
+        for (Index c = 0; c < NR; ++c) out[c] = c < nr ? src[c] : 0.0f;
+      }
+    } else {
+      const float* cols[NR];
+      for (Index c = 0; c < NR; ++c) cols[c] = B + (j0 + jb + std::min(c, nr - 1)) * ldb + k0;
+      for (Index k = 0; k < kc; ++k, out += NR)
+        for (Index c = 0; c < NR; ++c) out[c] = c < nr ? cols[c][k] : 0.0f;
+    }
+  }
+}
+
+#if QAWARE_SGEMM_X86
+// C[0..mr) x [0..nr) (=|+=) a-sliver (kc x MR) times b-sliver (kc x NR).
+__attribute__((target("avx2,fma"))) inline void kernel_6x16(Index kc, const float* a, const float* b, float* c,
+                                                             Index ldc, Index mr, Index nr, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (Index k = 0; k < kc; ++k, a += MR, b += NR) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a), y = _mm256_broadcast_ss(a + 1);
+    c00 = _mm256_fmadd_ps(x, b0, c00);
+    c01 = _mm256_fmadd_ps(x, b1, c01);
+    c10 = _mm256_fmadd_ps(y, b0, c10);
+    c11 = _mm256_fmadd_ps(y, b1, c11);
+    x = _mm256_broadcast_ss(a + 2);
+    y = _mm256_broadcast_ss(a + 3);
+    c20 = _mm256_fmadd_ps(x, b0, c20);
+    c21 = _mm256_fmadd_ps(x, b1, c21);
+    c30 = _mm256_fmadd_ps(y, b0, c30);
+    c31 = _mm256_fmadd_ps(y, b1, c31);
+    x = _mm256_broadcast_ss(a + 4);
+    y = _mm256_broadcast_ss(a + 5);
+    c40 = _mm256_fmadd_ps(x, b0, c40);
+    c41 = _mm256_fmadd_ps(x, b1, c41);
+    c50 = _mm256_fmadd_ps(y, b0, c50);
+    c51 = _mm256_fmadd_ps(y, b1, c51);
+  }
+  alignas(32) float t[MR][NR];
+  _mm256_store_ps(t[0], c00);
+  _mm256_store_ps(t[0] + 8, c01);
+  _mm256_store_ps(t[1], c10);
+  _mm256_store_ps(t[1] + 8, c11);
+  _mm256_store_ps(t[2], c20);
+  _mm256_store_ps(t[2] + 8, c21);
+  _mm256_store_ps(t[3], c30);
+  _mm256_store_ps(t[3] + 8, c31);
+  _mm256_store_ps(t[4], c40);
+  _mm256_store_ps(t[4] + 8, c41);
+  _mm256_store_ps(t[5], c50);
+  _mm256_store_ps(t[5] + 8, c51);
+  for (Index r = 0; r < mr; ++r) {
+    float* cr = c + r * ldc;
+    if (nr == NR) {
+      __m256 lo = _mm256_load_ps(t[r]), hi = _mm256_load_ps(t[r] + 8);
+      if (accumulate) {
+        lo = _mm256_add_ps(_mm256_loadu_ps(cr), lo);
+        hi = _mm256_add_ps(_mm256_loadu_ps(cr + 8), hi);
+      }
+      _mm256_storeu_ps(cr, lo);
+      _mm256_storeu_ps(cr + 8, hi);
+    } else {
+      for (Index j = 0; j < nr; ++j) cr[j] = accumulate ? cr[j] + t[r][j] : t[r][j];
+    }
+  }
+}
+#endif
+
+// One thread's share: rows [m0, m1) and columns [n0, n1) of C.
+inline void block(Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta, const float* B,
+                  Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+#if QAWARE_SGEMM_X86
+  const Index M = m1 - m0, N = n1 - n0;
+  const Index kcm = std::min(KC, K);
+  const Index mcm = (std::min(MC, M) + MR - 1) / MR * MR, ncm = (std::min(NC, N) + NR - 1) / NR * NR;
+  // 32-byte aligned buffers (the kernel's aligned loads of B).
+  std::unique_ptr<float[]> abuf(new float[static_cast<std::size_t>(mcm * kcm + 8)]);
+  std::unique_ptr<float[]> bbuf(new float[static_cast<std::size_t>(kcm * ncm + 8)]);
+  auto align32 = [](float* p) {
+    return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 31) & ~std::uintptr_t(31));
+  };
+  float* pa = align32(abuf.get());
+  float* pb = align32(bbuf.get());
+  for (Index jc = n0; jc < n1; jc += NC) {
+    const Index nc = std::min(NC, n1 - jc);
+    for (Index pc = 0; pc < K; pc += KC) {
+      const Index kc = std::min(KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      pack_b(B, ldb, tb, pc, kc, jc, nc, pb);
+      for (Index ic = m0; ic < m1; ic += MC) {
+        const Index mc = std::min(MC, m1 - ic);
+        pack_a(A, lda, ta, ic, mc, pc, kc, pa);
+        for (Index jr = 0; jr < nc; jr += NR)
+          for (Index ir = 0; ir < mc; ir += MR)
+            kernel_6x16(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir),
+                        std::min(NR, nc - jr), acc);
+      }
+    }
+  }
+#else
+  (void)m0, (void)m1, (void)n0, (void)n1, (void)K, (void)A, (void)lda, (void)ta, (void)B, (void)ldb, (void)tb;
+  (void)C, (void)ldc, (void)accumulate;
+  QAWARE_CHECK(false, "sgemm: the AVX2 GEMM is not compiled on this architecture");
+#endif
+}
+
+// C = / += op(A) op(B) on the AVX2 kernel; callers check enabled() first.
+// K == 0 leaves C as it is (accumulate) or sets it to 0.
+inline void gemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, const float* B, Index ldb, bool tb,
+                 float* C, Index ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (Index i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+    return;
+  }
+  // Split the larger dimension into one contiguous chunk per thread, in
+  // whole micro-tiles; small products stay on one thread.
+  const bool split_m = M >= N;
+  const Index tile = split_m ? MR : NR;
+  const Index tiles = ((split_m ? M : N) + tile - 1) / tile;
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const Index grain = flops < 4e6 ? tiles : std::max<Index>(1, tiles / 64);
+  parallel_for(0, tiles, grain, [&](Index t0, Index t1) {
+    const Index lo = t0 * tile, hi = std::min(t1 * tile, split_m ? M : N);
+    if (split_m)
+      block(lo, hi, 0, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+    else
+      block(0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+  });
+}
+
+}  // namespace sgemm
+}  // namespace detail
+}  // namespace qaware

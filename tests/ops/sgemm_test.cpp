@@ -1,0 +1,113 @@
+// The AVX2 float GEMM behind linear (ops/detail/sgemm.hpp) against a double
+// triple loop: every transpose combination, overwrite and accumulate, sizes
+// around the micro-tile (6 x 16) and the blocks (KC = 256, MC = 120,
+// NC = 3072), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
+// sum_k |a_ik b_kj| (the classic bound for float summation of K products,
+// with room for the final add into C), far below what a wrong index gives.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "qaware/core/rng.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/ops/detail/sgemm.hpp"
+
+namespace qaware {
+namespace {
+
+namespace sg = detail::sgemm;
+
+struct Case {
+  Index M, N, K;
+};
+
+void check(const Case& c, bool ta, bool tb, bool accumulate, int threads, std::vector<float>* out = nullptr) {
+  Rng rng(static_cast<std::uint64_t>(c.M * 1000003 + c.N * 1009 + c.K + ta * 7 + tb * 13));
+  const Index lda = (ta ? c.M : c.K) + 3, ldb = (tb ? c.K : c.N) + 5, ldc = c.N + 2;
+  std::vector<float> A(static_cast<std::size_t>((ta ? c.K : c.M) * lda)), B(static_cast<std::size_t>((tb ? c.N : c.K) * ldb));
+  std::vector<float> C(static_cast<std::size_t>(c.M * ldc));
+  for (float& v : A) v = static_cast<float>(rng.uniform(-1, 1));
+  for (float& v : B) v = static_cast<float>(rng.uniform(-1, 1));
+  for (float& v : C) v = static_cast<float>(rng.uniform(-1, 1));
+  const std::vector<float> C0 = C;
+  auto a = [&](Index i, Index k) { return static_cast<double>(ta ? A[k * lda + i] : A[i * lda + k]); };
+  auto b = [&](Index k, Index j) { return static_cast<double>(tb ? B[j * ldb + k] : B[k * ldb + j]); };
+
+  set_num_threads(threads);
+  sg::gemm(c.M, c.N, c.K, A.data(), lda, ta, B.data(), ldb, tb, C.data(), ldc, accumulate);
+  set_num_threads(0);
+
+  const std::string what = "M " + std::to_string(c.M) + " N " + std::to_string(c.N) + " K " + std::to_string(c.K) +
+                           " ta " + std::to_string(ta) + " tb " + std::to_string(tb) + " acc " +
+                           std::to_string(accumulate) + " threads " + std::to_string(threads);
+  int bad = 0;
+  for (Index i = 0; i < c.M; ++i) {
+    for (Index j = 0; j < c.N; ++j) {
+      double ref = accumulate ? C0[static_cast<std::size_t>(i * ldc + j)] : 0.0, mag = std::abs(ref);
+      for (Index k = 0; k < c.K; ++k) {
+        ref += a(i, k) * b(k, j);
+        mag += std::abs(a(i, k) * b(k, j));
+      }
+      const double tol = 4.0 * static_cast<double>(c.K + 1) * std::ldexp(1.0, -24) * mag;
+      const double got = C[static_cast<std::size_t>(i * ldc + j)];
+      if (std::abs(got - ref) > tol && bad++ < 5)
+        ADD_FAILURE() << what << ": C[" << i << "][" << j << "] = " << got << ", expected " << ref << " +- " << tol;
+    }
+    // The padding columns of C are untouched.
+    for (Index j = c.N; j < ldc; ++j)
+      ASSERT_EQ(C[static_cast<std::size_t>(i * ldc + j)], C0[static_cast<std::size_t>(i * ldc + j)]) << what;
+  }
+  EXPECT_EQ(bad, 0) << what;
+  if (out) *out = C;
+}
+
+class SgemmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!sg::available()) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
+  }
+};
+
+TEST_F(SgemmTest, MatchesDoubleReferenceOnEdgeSizesAndEveryTranspose) {
+  const Case cases[] = {{1, 1, 1},   {1, 16, 7},   {6, 16, 1},    {7, 17, 9},     {5, 3, 2},
+                        {13, 33, 31}, {37, 29, 75}, {121, 15, 257}, {2, 40, 600},  {64, 48, 513}};
+  for (const Case& c : cases)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool acc : {false, true}) check(c, ta, tb, acc, 1);
+}
+
+TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
+  // N beyond NC (3072), M beyond MC (120), K beyond KC (256); big enough
+  // to be split across threads along M (first) and N (second).
+  const Case cases[] = {{250, 40, 300}, {9, 3100, 20}};
+  for (const Case& c : cases)
+    for (bool ta : {false, true}) {
+      std::vector<float> one, two;
+      check(c, ta, !ta, true, 1, &one);
+      check(c, ta, !ta, true, 2, &two);
+      EXPECT_EQ(one, two) << "M " << c.M << " N " << c.N << ": results depend on the thread count";
+    }
+}
+
+TEST_F(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
+  std::vector<float> C(12, 5.0f);
+  sg::gemm(3, 4, 0, nullptr, 1, false, nullptr, 1, false, C.data(), 4, true);
+  for (float v : C) EXPECT_EQ(v, 5.0f);
+  sg::gemm(3, 4, 0, nullptr, 1, false, nullptr, 1, false, C.data(), 4, false);
+  for (float v : C) EXPECT_EQ(v, 0.0f);
+}
+
+TEST_F(SgemmTest, CanBeSwitchedOffAndOn) {
+  const bool was = sg::set_enabled(false);
+  EXPECT_FALSE(sg::enabled());
+  sg::set_enabled(true);
+  EXPECT_TRUE(sg::enabled());
+  sg::set_enabled(was);
+}
+
+}  // namespace
+}  // namespace qaware
