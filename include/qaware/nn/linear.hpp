@@ -9,7 +9,8 @@
 // output point is for layers whose output feeds an integer op directly.
 // When both points qualify (see integer_product()), the product itself runs
 // on the INT8 GEMM, as the exported model will run it (QConfig::integer_linear,
-// on by default); otherwise on Eigen's float GEMM. The backward is the same.
+// on by default); otherwise as linear()'s float product. The backward is the
+// same either way.
 // Parameters: "weight" (OUT, IN), "bias" (OUT). Weights start as
 // normal(0, init_std) (Hugging Face BERT's initializer_range 0.02), biases 0.
 //   x is (..., IN); y is (..., OUT).
