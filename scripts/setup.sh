@@ -6,10 +6,21 @@
 # Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev.
 # Optional: libdnnl-dev (oneDNN, a yardstick for the INT8 GEMM benchmarks).
 # PyTorch is not needed: the test fixtures are committed (tests/data/).
+#
+#   scripts/setup.sh --yardsticks   also requires what the PyTorch side of the
+#                                   benchmarks and the fixture generators in
+#                                   tools/ need: python3-torch and OpenBLAS
+#                                   (libopenblas0-pthread; without it Debian's
+#                                   torch uses the reference BLAS, ~20x slower).
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev)
 optional=(libdnnl-dev)
+case "${1:-}" in
+  --yardsticks) required+=(python3-torch libopenblas0-pthread) ;;
+  "") ;;
+  *) echo "setup: unknown argument '$1' (known: --yardsticks)" >&2; exit 2 ;;
+esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup: not a Debian-based system (no dpkg-query); make sure these are installed:" >&2

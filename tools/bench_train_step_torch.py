@@ -22,7 +22,7 @@ median wall-clock and process CPU time per step.
 BLAS: Debian's torch does its float GEMMs through libblas.so.3, i.e. whichever
 BLAS update-alternatives selects. The reference BLAS (libblas3) runs at about
 3.5 GFLOPS and makes a step take ~15 s; install libopenblas0-pthread for a fair
-yardstick. torch.set_num_threads does not reach OpenBLAS's own thread pool, so
+yardstick (`scripts/setup.sh --yardsticks` installs it with python3-torch). torch.set_num_threads does not reach OpenBLAS's own thread pool, so
 this script calls openblas_set_num_threads as well, and prints the BLAS it found
 and a 1024x768x768 GEMM's GFLOPS at each thread count.
 """
