@@ -60,15 +60,22 @@ void set_gemm_counters(benchmark::State& state, const GemmArgs& a, const std::st
                                             benchmark::Counter::kIs1000);
 }
 
+// A (M, K) and B (N, K) uniform in [-1, 1], same seed for every kernel; C (M, N).
+struct F32Operands {
+  qaware::Matrix<float> A, B, C;
+  explicit F32Operands(const GemmArgs& a) : A(a.M, a.K), B(a.N, a.K), C(a.M, a.N) {
+    qaware::Rng rng(1);
+    qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
+    qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
+  }
+};
+
 void BM_GemmF32Eigen(benchmark::State& state) {
   const GemmArgs a = gemm_args(state);
-  qaware::Matrix<float> A(a.M, a.K), B(a.N, a.K), C(a.M, a.N);
-  qaware::Rng rng(1);
-  qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
-  qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
+  F32Operands op(a);
   for (auto _ : state) {
-    C.noalias() = A * B.transpose();
-    benchmark::DoNotOptimize(C.data());
+    op.C.noalias() = op.A * op.B.transpose();
+    benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
   set_gemm_counters(state, a, "GFLOPS");
@@ -84,13 +91,11 @@ void BM_GemmF32Ours(benchmark::State& state) {
     state.SkipWithError("this CPU lacks AVX2 + FMA");
     return;
   }
-  qaware::Matrix<float> A(a.M, a.K), B(a.N, a.K), C(a.M, a.N);
-  qaware::Rng rng(1);
-  qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
-  qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
+  F32Operands op(a);
   for (auto _ : state) {
-    qaware::detail::sgemm::gemm(a.M, a.N, a.K, A.data(), a.K, false, B.data(), a.K, true, C.data(), a.N, false);
-    benchmark::DoNotOptimize(C.data());
+    qaware::detail::sgemm::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N,
+                                false);
+    benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
   set_gemm_counters(state, a, "GFLOPS");

@@ -73,12 +73,10 @@ class QATLinear : public Module<Scalar> {
     if constexpr (std::is_same_v<Scalar, float>) {
       LinearInputQuant in_q;
       LinearWeightQuant w_q;
-      if (integer_product(in_q, w_q)) {
+      if (integer_product(in_q, w_q))
         y = opt_.bias ? quantized_linear(xq, wq, tape.param(bias_), in_q, w_q) : quantized_linear(xq, wq, in_q, w_q);
-        return output_fq_(tape, y, tr);
-      }
     }
-    y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
+    if (!y.valid()) y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
     return output_fq_(tape, y, tr);
   }
 

@@ -4,7 +4,6 @@
 //   absent; y is (..., OUT). R below is the product of x's leading dims.
 
 #include <array>
-#include <type_traits>
 #include <vector>
 
 #include "qaware/autograd/tape.hpp"
@@ -21,14 +20,7 @@ template <typename Scalar>
 void linear_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scalar* y, Index R, Index IN, Index OUT) {
   ConstMatrixMap<Scalar> X(x, R, IN), W(w, OUT, IN);
   MatrixMap<Scalar> Y(y, R, OUT);
-  if constexpr (std::is_same_v<Scalar, float>) {
-    if (detail::sgemm::enabled())
-      detail::sgemm::gemm(R, OUT, IN, x, IN, false, w, IN, true, y, OUT, false);
-    else
-      Y.noalias() = X * W.transpose();
-  } else {
-    Y.noalias() = X * W.transpose();
-  }
+  if (!detail::sgemm::try_gemm(R, OUT, IN, x, IN, false, w, IN, true, y, OUT, false)) Y.noalias() = X * W.transpose();
   if (b) Y.rowwise() += ConstVectorMap<Scalar>(b, OUT).transpose();
 }
 
@@ -38,17 +30,10 @@ template <typename Scalar>
 void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar* dx, Scalar* dw, Scalar* db, Index R,
                      Index IN, Index OUT) {
   ConstMatrixMap<Scalar> dY(dy, R, OUT);
-  bool own = false;
-  if constexpr (std::is_same_v<Scalar, float>) own = detail::sgemm::enabled();
-  if (own) {
-    if constexpr (std::is_same_v<Scalar, float>) {
-      if (dx) detail::sgemm::gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, true);
-      if (dw) detail::sgemm::gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, true);
-    }
-  } else {
-    if (dx) MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
-    if (dw) MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
-  }
+  if (dx && !detail::sgemm::try_gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, true))
+    MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
+  if (dw && !detail::sgemm::try_gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, true))
+    MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
   if (db) VectorMap<Scalar>(db, OUT).noalias() += dY.colwise().sum().transpose();
 }
 

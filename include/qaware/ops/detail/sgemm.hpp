@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
@@ -212,6 +213,21 @@ inline void gemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, 
     else
       block(0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
   });
+}
+
+// The dispatch point for callers templated on Scalar: runs C = / += op(A) op(B)
+// on the kernel and returns true when Scalar is float and the kernel is
+// enabled; otherwise returns false and the caller computes the product itself.
+template <typename Scalar>
+bool try_gemm(Index M, Index N, Index K, const Scalar* A, Index lda, bool ta, const Scalar* B, Index ldb, bool tb,
+              Scalar* C, Index ldc, bool accumulate) {
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (enabled()) {
+      gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace sgemm
