@@ -102,16 +102,18 @@ cat > "$BUNDLE/run-all.sh" <<'SH'
 # 1) the test suite; 2) the benchmark against oneDNN at each oneDNN ISA this CPU
 # has (its default -- AMX on Sapphire Rapids --, then AVX512_CORE_VNNI, then
 # AVX2), each time with the matching qaware path, Eigen FP32 and our best path.
-# quick: 1 repetition, 0.2 s per benchmark (about 2-4 minutes in all on a
-# 16-core Xeon); full: 3 repetitions, 0.5 s (about 3x longer). Results: OUT_DIR
+# quick: 1 repetition, 0.2 s per benchmark (about 1.5 minutes in all on a
+# 16-core Sapphire Rapids guest); full: 5 repetitions of 0.2 s, randomly
+# interleaved so that a slow phase of a shared host does not land on one
+# benchmark only, medians reported (about 4 minutes). Results: OUT_DIR
 # (default ./gemm-results) as JSON plus console logs.
 set -u
 D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MODE=${1:-quick}
 OUT=${2:-$PWD/gemm-results}
 mkdir -p "$OUT"
-if [ "$MODE" = full ]; then REPS=3; export QAWARE_BENCH_MIN_TIME=${QAWARE_BENCH_MIN_TIME:-0.5}
-else REPS=1; export QAWARE_BENCH_MIN_TIME=${QAWARE_BENCH_MIN_TIME:-0.2}; fi
+if [ "$MODE" = full ]; then REPS=5; else REPS=1; fi
+export QAWARE_BENCH_MIN_TIME=${QAWARE_BENCH_MIN_TIME:-0.2}
 export QAWARE_BENCH_THREADS=${QAWARE_BENCH_THREADS:-1,2}
 grep -m1 "model name" /proc/cpuinfo | tee "$OUT/cpu.txt"
 grep -m1 -o -w -E "amx_int8|avx512_vnni|avx_vnni" /proc/cpuinfo | sort -u | tr '\n' ' ' | tee -a "$OUT/cpu.txt"; echo
@@ -122,6 +124,7 @@ bench() {  # bench <tag> <filter> [ONEDNN_MAX_CPU_ISA]
   echo "== benchmark $tag (ONEDNN_MAX_CPU_ISA=${isa:-<default>})"
   ONEDNN_MAX_CPU_ISA=$isa "$D/run-bench.sh" --benchmark_filter="$filter" --benchmark_repetitions=$REPS \
     --benchmark_report_aggregates_only=$([ $REPS -gt 1 ] && echo true || echo false) \
+    --benchmark_enable_random_interleaving=$([ $REPS -gt 1 ] && echo true || echo false) \
     --benchmark_out="$OUT/bench-$tag.json" --benchmark_out_format=json 2>&1 | tee "$OUT/bench-$tag.log"
 }
 CPU=$(cat /proc/cpuinfo)
