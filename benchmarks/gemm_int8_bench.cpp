@@ -5,6 +5,8 @@
 //   BM_GemmF32Eigen/M:../N:../K:../threads:..          Eigen, float, row-major
 //   BM_GemmF32OneDnn/...                               oneDNN matmul f32
 //   BM_GemmU8S8OneDnn/...                              oneDNN matmul u8 x s8 -> s32
+//   BM_GemmU8S8OneDnnZp/...                            the same with A's zero point (3, set
+//                                                      at creation), i.e. the work ours does
 //   BM_GemmU8S8<Path>/.../weights:0|1                  ours, int32 output (weights 1:
 //                                                      normal(0, 20) "trained", 0: uniform)
 //   BM_GemmU8S8RequantBest/...                         ours, best path, uint8 output with
@@ -13,9 +15,11 @@
 // (Google Benchmark's default), so time slices lost to other processes on a
 // shared machine do not count; with more threads, wall time (UseRealTime).
 // Counters: GOPS (2 M N K per second, 1e9), vs_fp32 (our GOPS / Eigen FP32
-// GOPS for the same shape and threads), vs_onednn (ours / oneDNN u8s8s32), and
-// for oneDNN's int8 matmul `inexact`: the fraction of its outputs that differ
-// from the exact int32 product (its AVX2 kernel lets int16 pair sums saturate).
+// GOPS for the same shape and threads), vs_onednn (ours / oneDNN u8s8s32 without
+// a zero point), vs_onednn_zp (ours / oneDNN with A's zero point, like for like:
+// ours always runs with zero point kAZeroPoint), and for oneDNN's int8 matmuls
+// `inexact`: the fraction of its outputs that differ from the exact int32
+// product (its AVX2 kernel lets int16 pair sums saturate).
 // The FP32 and oneDNN figures behind the ratios are measured in this process
 // (the mean of a timed loop as long as the minimum benchmark time, cached per
 // shape and thread count).
@@ -63,6 +67,9 @@ struct Shape {
   Index M, N, K;
 };
 const Shape kShapes[] = {{4096, 768, 768}, {4096, 3072, 768}, {4096, 768, 3072}, {128, 768, 768}, {16, 768, 768}};
+
+// A's zero point in our benchmarks and in the like-for-like oneDNN one.
+constexpr std::int32_t kAZeroPoint = 3;
 
 std::vector<int> bench_threads() {
   std::vector<int> t;
@@ -208,7 +215,8 @@ struct OneDnnMatmul {
   dnnl::memory a, b, c;
   std::string impl;
 
-  OneDnnMatmul(const Shape& s, bool int8) {
+  // a_zp != 0 (int8 only): A's zero point, given to oneDNN at creation.
+  OneDnnMatmul(const Shape& s, bool int8, std::int32_t a_zp = 0) {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     const Inputs& in = inputs(s);
@@ -217,7 +225,9 @@ struct OneDnnMatmul {
     dnnl::memory::desc b_any({s.K, s.N}, tb, tag::any);
     // Weights given as N x K (PyTorch layout) = K x N with strides (1, K): tag ba.
     dnnl::memory::desc b_user({s.K, s.N}, tb, tag::ba);
-    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, c_md), eng);
+    dnnl::primitive_attr attr;
+    if (int8 && a_zp != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {a_zp});
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_any, c_md), attr, eng);
     impl = pd.impl_info_str();
     prim = dnnl::matmul(pd);
     a = dnnl::memory(a_md, eng, int8 ? static_cast<void*>(const_cast<std::uint8_t*>(in.a.data()))
@@ -240,26 +250,27 @@ struct OneDnnMatmul {
   }
 };
 
-double onednn_int8_gops(const Shape& s, int threads) {
-  static std::map<std::tuple<Index, Index, Index, int>, double> cache;
-  auto key = std::make_tuple(s.M, s.N, s.K, threads);
+double onednn_int8_gops(const Shape& s, int threads, std::int32_t a_zp) {
+  static std::map<std::tuple<Index, Index, Index, int, std::int32_t>, double> cache;
+  auto key = std::make_tuple(s.M, s.N, s.K, threads, a_zp);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   set_threads(threads);
-  OneDnnMatmul mm(s, true);
+  OneDnnMatmul mm(s, true, a_zp);
   const double g = measure_gops(s, threads, [&] { mm.run(); });
   cache[key] = g;
   return g;
 }
 
-// Fraction of oneDNN's int8 outputs that differ from the exact product
-// (computed by our GEMM on the reference-tested best path); uniform weights.
-double onednn_inexact_fraction(const Shape& s, OneDnnMatmul& mm) {
+// Fraction of oneDNN's int8 outputs that differ from the exact product with
+// A's zero point a_zp (computed by our GEMM on the reference-tested best path);
+// uniform weights.
+double onednn_inexact_fraction(const Shape& s, OneDnnMatmul& mm, std::int32_t a_zp) {
   const Inputs& in = inputs(s);
   const qg::PackedMatrix pb =
       qg::pack_b(in.b_uniform.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, qg::best_path(qg::compiled_paths() & qg::cpu_paths()));
   std::vector<std::int32_t> exact(static_cast<std::size_t>(s.M * s.N));
-  qg::gemm(in.a.data(), s.M, s.K, s.K, 0, pb, qg::Output::int32(exact.data(), s.N));
+  qg::gemm(in.a.data(), s.M, s.K, s.K, a_zp, pb, qg::Output::int32(exact.data(), s.N));
   mm.run();
   const std::int32_t* got = static_cast<const std::int32_t*>(mm.c.get_data_handle());
   std::size_t diff = 0;
@@ -267,17 +278,17 @@ double onednn_inexact_fraction(const Shape& s, OneDnnMatmul& mm) {
   return static_cast<double>(diff) / static_cast<double>(exact.size());
 }
 
-void BM_GemmOneDnn(benchmark::State& state, Shape s, int threads, bool int8) {
+void BM_GemmOneDnn(benchmark::State& state, Shape s, int threads, bool int8, std::int32_t a_zp = 0) {
   set_threads(threads);
-  OneDnnMatmul mm(s, int8);
-  state.SetLabel(mm.impl);
+  OneDnnMatmul mm(s, int8, a_zp);
+  state.SetLabel(mm.impl + (a_zp ? " zp=" + std::to_string(a_zp) : std::string()));
   for (auto _ : state) {
     mm.run();
     benchmark::ClobberMemory();
   }
   state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
   if (int8) {
-    state.counters["inexact"] = onednn_inexact_fraction(s, mm);
+    state.counters["inexact"] = onednn_inexact_fraction(s, mm, a_zp);
     state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
                                                    benchmark::Counter::kIsIterationInvariantRate);
   }
@@ -309,7 +320,7 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, b
     out = qg::Output::int32(c32.data(), s.N);
   }
   for (auto _ : state) {
-    qg::gemm(in.a.data(), s.M, s.K, s.K, 3, pb, out);
+    qg::gemm(in.a.data(), s.M, s.K, s.K, kAZeroPoint, pb, out);
     benchmark::ClobberMemory();
   }
   const char* fmt = pb.format() == qg::detail::Format::kAvx2Quads  ? "maddubs"
@@ -321,8 +332,10 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, b
   state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
                                                  benchmark::Counter::kIsIterationInvariantRate);
 #if defined(QAWARE_BENCH_HAVE_DNNL)
-  state.counters["vs_onednn"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads),
+  state.counters["vs_onednn"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads, 0),
                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["vs_onednn_zp"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads, kAZeroPoint),
+                                                      benchmark::Counter::kIsIterationInvariantRate);
 #endif
 }
 
@@ -359,6 +372,8 @@ void register_all() {
 #if defined(QAWARE_BENCH_HAVE_DNNL)
       reg(bench_name("BM_GemmF32OneDnn", s, threads), [=](benchmark::State& st) { BM_GemmOneDnn(st, s, threads, false); });
       reg(bench_name("BM_GemmU8S8OneDnn", s, threads), [=](benchmark::State& st) { BM_GemmOneDnn(st, s, threads, true); });
+      reg(bench_name("BM_GemmU8S8OneDnnZp", s, threads),
+          [=](benchmark::State& st) { BM_GemmOneDnn(st, s, threads, true, kAZeroPoint); });
 #endif
       for (qg::Path p : qg::kEachPath) {
         if (!qg::has(runnable, p) || (p == qg::Path::kScalar && !with_scalar)) continue;
