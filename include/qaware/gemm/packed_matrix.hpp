@@ -226,6 +226,11 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
   const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
   const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
   auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
+  // An unsafe pair (see maddubs_unsafe) is one whose sum leaves [-128, 128]:
+  // int8 values of opposite signs never sum that far, and same-signed ones
+  // do exactly when their magnitudes add past 128. Branch-free, so the
+  // counting loops over contiguous columns vectorize.
+  auto pair_unsafe = [](int x, int y) -> Index { return (x + y > 128) | (x + y < -128); };
 
   detail::Format fmt = detail::Format::kScalar;
   switch (path) {
@@ -234,8 +239,14 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
       if (want < 0) {
         // Count the K pairs (within quads) vpmaddubsw could saturate on.
         Index unsafe = 0;
-        for (Index n = 0; n < N; ++n)
-          for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+        for (Index n = 0; n < N; ++n) {
+          if (layout == BLayout::kNxK) {
+            const std::int8_t* col = b + n * ldb;
+            for (Index k = 0; k + 1 < K; k += 2) unsafe += pair_unsafe(col[k], col[k + 1]);
+          } else {
+            for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+          }
+        }
         const Index pairs = N * ((K + 1) / 2);
         want = unsafe * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
       }
@@ -273,7 +284,33 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
     const Index n0 = p * lay.nr;
     const Index cols = std::min<Index>(lay.nr, N - n0);
     std::vector<detail::Correction> fixes;  // this panel's, in (k, j) order after sorting
-    for (Index j = 0; j < cols; ++j) {
+    // The weight case (N x K, groups of 4 int8 along K): each column's K
+    // values are contiguous and every group of 4 of them lands in 4
+    // consecutive bytes of the panel, so a column packs as word copies; the
+    // general loop below packs the same bytes one at a time.
+    const bool words = layout == BLayout::kNxK && lay.b_elem == 1 && lay.kalign == 4 && fmt != detail::Format::kAmx;
+    for (Index j = 0; words && j < cols; ++j) {
+      const std::int8_t* col = b + (n0 + j) * ldb;
+      unsigned char* dst = panel + j * 4;
+      std::int32_t sum = 0;
+      for (Index k = 0; k < K; ++k) sum += col[k];
+      Index k = 0;
+      for (; k + 4 <= K; k += 4) std::memcpy(dst + k * lay.nr, col + k, 4);
+      for (; k < K; ++k) std::memcpy(dst + (k & ~Index(3)) * lay.nr + (k & 3), col + k, 1);
+      if (quads) {
+        for (k = 1; k < K; k += 2) {
+          if (!pair_unsafe(col[k - 1], col[k])) continue;
+          const int x = col[k - 1], v = col[k];
+          const int mag = 128 - (x < 0 ? -x : x);
+          const int safe = v < 0 ? -mag : mag;
+          fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j), static_cast<std::int16_t>(v - safe)});
+          const std::int8_t w = static_cast<std::int8_t>(safe);
+          std::memcpy(panel + detail::panel_offset(fmt, k, j, lay.nr), &w, 1);
+        }
+      }
+      pm.col_sums_[static_cast<std::size_t>(n0 + j)] = sum;
+    }
+    for (Index j = 0; !words && j < cols; ++j) {
       std::int32_t sum = 0;
       for (Index k = 0; k < K; ++k) {
         int v = at(k, n0 + j);
