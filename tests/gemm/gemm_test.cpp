@@ -378,10 +378,10 @@ TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
 }
 
 // pack_b packs an N x K weight (the PyTorch layout) a column at a time with
-// word copies for the formats with groups of 4 int8 along K; the K x N layout
-// takes the element-by-element loop. Both must give the same bytes, column
-// sums and maddubs corrections for the same B, at edge sizes of K (groups,
-// the maddubs K block) and N (panels).
+// word copies for the formats with groups of 4 int8 or 2 int16 along K; the
+// K x N layout takes the element-by-element loop. Both must give the same
+// bytes, column sums and maddubs corrections for the same B, at edge sizes of
+// K (groups, the maddubs K block) and N (panels).
 TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   struct Fmt {
     Path path;
@@ -389,6 +389,7 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   };
   std::vector<Fmt> fmts;
   if (gemm::has(gemm::compiled_paths(), Path::kAvx2)) {
+    fmts.push_back({Path::kAvx2, 0});
     fmts.push_back({Path::kAvx2, 1});
     fmts.push_back({Path::kAvx2, -1});
   }

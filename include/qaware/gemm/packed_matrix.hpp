@@ -284,19 +284,26 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
     const Index n0 = p * lay.nr;
     const Index cols = std::min<Index>(lay.nr, N - n0);
     std::vector<detail::Correction> fixes;  // this panel's, in (k, j) order after sorting
-    // The weight case (N x K, groups of 4 int8 along K): each column's K
-    // values are contiguous and every group of 4 of them lands in 4
-    // consecutive bytes of the panel, so a column packs as word copies; the
-    // general loop below packs the same bytes one at a time.
-    const bool words = layout == BLayout::kNxK && lay.b_elem == 1 && lay.kalign == 4 && fmt != detail::Format::kAmx;
+    // The weight case (N x K): each column's K values are contiguous, and in
+    // the formats that group K by 4 (int8) or 2 (int16 pairs) a group lands
+    // in 4 consecutive bytes of the panel, so a column packs as word copies;
+    // the general loop below packs the same bytes one at a time.
+    const bool words = layout == BLayout::kNxK && fmt != detail::Format::kAmx && fmt != detail::Format::kScalar;
     for (Index j = 0; words && j < cols; ++j) {
       const std::int8_t* col = b + (n0 + j) * ldb;
       unsigned char* dst = panel + j * 4;
       std::int32_t sum = 0;
       for (Index k = 0; k < K; ++k) sum += col[k];
       Index k = 0;
-      for (; k + 4 <= K; k += 4) std::memcpy(dst + k * lay.nr, col + k, 4);
-      for (; k < K; ++k) std::memcpy(dst + (k & ~Index(3)) * lay.nr + (k & 3), col + k, 1);
+      if (lay.b_elem == 1) {
+        for (; k + 4 <= K; k += 4) std::memcpy(dst + k * lay.nr, col + k, 4);
+        for (; k < K; ++k) std::memcpy(dst + (k & ~Index(3)) * lay.nr + (k & 3), col + k, 1);
+      } else {
+        for (; k < K; k += 2) {
+          const std::int16_t w[2] = {col[k], static_cast<std::int16_t>(k + 1 < K ? col[k + 1] : 0)};
+          std::memcpy(dst + k * 2 * lay.nr, w, 4);
+        }
+      }
       if (quads) {
         for (k = 1; k < K; k += 2) {
           if (!pair_unsafe(col[k - 1], col[k])) continue;
