@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "qaware/core/buffer_cache.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/gemm/path.hpp"
@@ -133,9 +134,9 @@ class AlignedBuffer {
   void reserve(std::size_t bytes) {
     if (bytes <= size_) return;
     const std::size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) throw std::bad_alloc();
-    ptr_.reset(static_cast<unsigned char*>(p));
+    // Large packed weights are recycled (core/buffer_cache.hpp): repacked every step.
+    ptr_ = std::unique_ptr<unsigned char[], Free>(
+        static_cast<unsigned char*>(qaware::detail::BufferCache::instance().allocate(rounded)), Free{rounded});
     size_ = rounded;
   }
   unsigned char* data() { return ptr_.get(); }
@@ -144,7 +145,8 @@ class AlignedBuffer {
 
  private:
   struct Free {
-    void operator()(unsigned char* p) const noexcept { std::free(p); }
+    std::size_t bytes;  // as allocated (no initializer: unique_ptr value-initializes it)
+    void operator()(unsigned char* p) const noexcept { qaware::detail::BufferCache::instance().release(p, bytes); }
   };
   std::unique_ptr<unsigned char[], Free> ptr_;
   std::size_t size_ = 0;
