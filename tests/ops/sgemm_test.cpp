@@ -1,7 +1,7 @@
 // The AVX2 float GEMM behind linear (ops/detail/sgemm.hpp) against a double
 // triple loop: every transpose combination, overwrite and accumulate, sizes
 // around the micro-tile (6 x 16) and the blocks (KC = 256, MC = 120,
-// NC = 3072), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
+// NC = 768), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
 // sum_k |a_ik b_kj| (the classic bound for float summation of K products,
 // with room for the final add into C), far below what a wrong index gives.
 
@@ -82,7 +82,7 @@ TEST_F(SgemmTest, MatchesDoubleReferenceOnEdgeSizesAndEveryTranspose) {
 }
 
 TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
-  // N beyond NC (3072), M beyond MC (120), K beyond KC (256); big enough
+  // N beyond NC (768), M beyond MC (120), K beyond KC (256); big enough
   // to be split across threads along M (first) and N (second).
   const Case cases[] = {{250, 40, 300}, {9, 3100, 20}};
   for (const Case& c : cases)
