@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "gemm/gemm_test_util.hpp"
@@ -374,6 +375,63 @@ TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
   // a correction, all of which must be exact.
   const PackedMatrix forced = uniform.pack(Path::kAvx2, 1);
   EXPECT_GT(forced.correction_count(), uniform.N * uniform.K / 16);
+}
+
+// pack_b packs an N x K weight (the PyTorch layout) a column at a time with
+// word copies for the formats with groups of 4 int8 or 2 int16 along K; the
+// K x N layout takes the element-by-element loop. Both must give the same
+// bytes, column sums and maddubs corrections for the same B, at edge sizes of
+// K (groups, the maddubs K block) and N (panels).
+TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
+  struct Fmt {
+    Path path;
+    int avx2_format;
+  };
+  std::vector<Fmt> fmts;
+  if (gemm::has(gemm::compiled_paths(), Path::kAvx2)) {
+    fmts.push_back({Path::kAvx2, 0});
+    fmts.push_back({Path::kAvx2, 1});
+    fmts.push_back({Path::kAvx2, -1});
+  }
+  if (gemm::has(gemm::compiled_paths(), Path::kAvxVnni)) fmts.push_back({Path::kAvxVnni, -1});
+  if (gemm::has(gemm::compiled_paths(), Path::kAvx512Vnni)) fmts.push_back({Path::kAvx512Vnni, -1});
+  if (fmts.empty()) GTEST_SKIP() << "no path with 4-value groups is compiled";
+  Rng rng(77);
+  for (Index K : {1, 2, 3, 4, 5, 7, 8, 9, 31, 33, 511, 512, 513, 1030})
+    for (Index N : {1, 16, 23, 24, 25, 49}) {
+      const Index ldb = K + (K % 3);  // tight and padded leading dimensions
+      // Sigma 50: about 1 in 30 pairs needs a maddubs correction.
+      std::vector<std::int8_t> nxk(static_cast<std::size_t>(N * ldb), 99), kxn(static_cast<std::size_t>(K * N));
+      for (Index n = 0; n < N; ++n)
+        for (Index k = 0; k < K; ++k) {
+          const auto v = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0, 50)))));
+          nxk[static_cast<std::size_t>(n * ldb + k)] = v;
+          kxn[static_cast<std::size_t>(k * N + n)] = v;
+        }
+      for (const Fmt& f : fmts) {
+        SCOPED_TRACE(::testing::Message() << gemm::path_name(f.path) << " format " << f.avx2_format << " K=" << K
+                                          << " N=" << N);
+        const PackedMatrix a = gemm::detail_pack_b(nxk.data(), K, N, ldb, BLayout::kNxK, 0, f.path, f.avx2_format);
+        const PackedMatrix b = gemm::detail_pack_b(kxn.data(), K, N, N, BLayout::kKxN, 0, f.path, f.avx2_format);
+        ASSERT_EQ(a.format(), b.format());
+        ASSERT_EQ(a.panels(), b.panels());
+        ASSERT_EQ(a.panel_bytes(), b.panel_bytes());
+        for (Index p = 0; p < a.panels(); ++p)
+          ASSERT_EQ(0, std::memcmp(a.panel(p), b.panel(p), static_cast<std::size_t>(a.panel_bytes()))) << "panel " << p;
+        ASSERT_TRUE(std::equal(a.col_sums(), a.col_sums() + N, b.col_sums()));
+        ASSERT_EQ(a.correction_count(), b.correction_count());
+        if (a.format() != gemm::detail::Format::kAvx2Quads) continue;
+        const Index kblocks = gemm::detail::ceil_div(a.padded_depth(), gemm::detail::kAvx2QuadsKC);
+        for (Index p = 0; p < a.panels(); ++p)
+          for (Index kb = 0; kb < kblocks; ++kb) {
+            ASSERT_EQ(a.corrections_end(p, kb) - a.corrections_begin(p, kb),
+                      b.corrections_end(p, kb) - b.corrections_begin(p, kb));
+            for (auto x = a.corrections_begin(p, kb), y = b.corrections_begin(p, kb); x != a.corrections_end(p, kb);
+                 ++x, ++y)
+              ASSERT_TRUE(x->k == y->k && x->j == y->j && x->value == y->value) << "panel " << p << " block " << kb;
+          }
+      }
+    }
 }
 
 }  // namespace

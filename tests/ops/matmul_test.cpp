@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <tuple>
 
 #include "ops_test_util.hpp"
+#include "qaware/core/threading.hpp"
 #include "qaware/ops/matmul.hpp"
 
 namespace qaware {
@@ -134,6 +137,74 @@ TEST(MatmulTest, LargerProductsMatchNaive) {
     // 96 O(1) products summed in another order: 1e-13 absolute.
     for (Index i = 0; i < ref.numel(); ++i) ASSERT_NEAR(y.value()[i], ref[i], 1e-13) << "batch " << batch << " at " << i;
   }
+}
+
+// float runs on the AVX2 GEMM (ops/detail/sgemm.hpp) where the CPU has it:
+// forward and both gradients against the double definition on the same
+// values, batched (across threads) and shared, every flag, with edge sizes
+// around the kernel's 6 x 16 tile; the same bits with 1 and 2 threads.
+// Tolerance per element: 4 * (terms + 1) * 2^-24 * sum of |terms| (float
+// summation of `terms` products).
+TEST(MatmulTest, FloatMatchesDoubleDefinitionAndThreadCounts) {
+  const Index BATCH = 8, M = 13, K = 70, N = 17;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (bool shared : {false, true}) {
+        const DynTensor<double> ad = uniform(a_shape({2, 4}, M, K, ta), 31);
+        const DynTensor<double> bd = uniform(shared ? b_shape({}, K, N, tb) : b_shape({2, 4}, K, N, tb), 32);
+        const DynTensor<double> dyd = uniform(Shape{2, 4, M, N}, 33);
+        const DynTensor<float> a = ad.cast<float>(), b = bd.cast<float>(), dy = dyd.cast<float>();
+        DynTensor<float> y[2], da[2], db[2];
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          Tape<float> tape;
+          Var<float> va = tape.leaf(a), vb = tape.leaf(b);
+          Var<float> out = matmul(va, vb, ta, tb);
+          tape.backward(out, dy);
+          y[threads - 1] = out.value();
+          da[threads - 1] = va.grad();
+          db[threads - 1] = vb.grad();
+        }
+        set_num_threads(0);
+        const std::string what = std::string("ta ") + (ta ? "1" : "0") + " tb " + (tb ? "1" : "0") + " shared " +
+                                 (shared ? "1" : "0");
+        ASSERT_TRUE(std::equal(y[0].begin(), y[0].end(), y[1].begin())) << what;
+        ASSERT_TRUE(std::equal(da[0].begin(), da[0].end(), da[1].begin())) << what;
+        ASSERT_TRUE(std::equal(db[0].begin(), db[0].end(), db[1].begin())) << what;
+        // The definition on the float values, in double, with |term| sums.
+        DynTensor<double> ry = DynTensor<double>::zeros(y[0].shape()), my = ry;
+        DynTensor<double> rda = DynTensor<double>::zeros(a.shape()), mda = rda;
+        DynTensor<double> rdb = DynTensor<double>::zeros(b.shape()), mdb = rdb;
+        for (Index i = 0; i < BATCH; ++i) {
+          const Index ao = i * M * K, bo = shared ? 0 : i * K * N;
+          for (Index m = 0; m < M; ++m)
+            for (Index n = 0; n < N; ++n) {
+              const Index yi = (i * M + m) * N + n;
+              const double g = dy[yi];
+              for (Index k = 0; k < K; ++k) {
+                const Index ai = ao + (ta ? k * M + m : m * K + k), bi = bo + (tb ? n * K + k : k * N + n);
+                const double av = a[ai], bv = b[bi];
+                ry[yi] += av * bv, my[yi] += std::abs(av * bv);
+                rda[ai] += g * bv, mda[ai] += std::abs(g * bv);
+                rdb[bi] += g * av, mdb[bi] += std::abs(g * av);
+              }
+            }
+        }
+        auto close = [&](const DynTensor<float>& got, const DynTensor<double>& ref, const DynTensor<double>& mag,
+                         double terms, const char* name) {
+          for (Index i = 0; i < ref.numel(); ++i) {
+            const double tol = 4.0 * (terms + 1) * std::ldexp(1.0, -24) * mag[i];
+            if (std::abs(got[i] - ref[i]) > tol) {
+              ADD_FAILURE() << what << ": " << name << "[" << i << "] = " << got[i] << ", expected " << ref[i] << " +- "
+                            << tol;
+              return;
+            }
+          }
+        };
+        close(y[0], ry, my, K, "y");
+        close(da[0], rda, mda, N, "da");
+        close(db[0], rdb, mdb, shared ? BATCH * M : M, "db");
+      }
 }
 
 TEST(MatmulTest, BadShapesNameBothOperands) {

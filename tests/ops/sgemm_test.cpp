@@ -1,12 +1,13 @@
 // The AVX2 float GEMM behind linear (ops/detail/sgemm.hpp) against a double
 // triple loop: every transpose combination, overwrite and accumulate, sizes
 // around the micro-tile (6 x 16) and the blocks (KC = 256, MC = 120,
-// NC = 3072), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
+// NC = 768), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
 // sum_k |a_ik b_kj| (the classic bound for float summation of K products,
 // with room for the final add into C), far below what a wrong index gives.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -81,7 +82,7 @@ TEST_F(SgemmTest, MatchesDoubleReferenceOnEdgeSizesAndEveryTranspose) {
 }
 
 TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
-  // N beyond NC (3072), M beyond MC (120), K beyond KC (256); big enough
+  // N beyond NC (768), M beyond MC (120), K beyond KC (256); big enough
   // to be split across threads along M (first) and N (second).
   const Case cases[] = {{250, 40, 300}, {9, 3100, 20}};
   for (const Case& c : cases)
@@ -91,6 +92,35 @@ TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
       check(c, ta, !ta, true, 2, &two);
       EXPECT_EQ(one, two) << "M " << c.M << " N " << c.N << ": results depend on the thread count";
     }
+}
+
+// The vector packers lay out exactly what the scalar ones do (packing is a
+// copy: bit-identical, zero padding included), for whole and partial
+// slivers, K around the 8-wide transpose and both transposes.
+TEST_F(SgemmTest, VectorPackingMatchesScalarPacking) {
+  Rng rng(5);
+  const Index ld = 300;
+  std::vector<float> src(static_cast<std::size_t>(ld * ld));
+  for (float& v : src) v = static_cast<float>(rng.uniform(-1, 1));
+  // 32-byte aligned, as block() gives them (the B packer stores aligned).
+  alignas(32) static float a1[48 * 256], a2[48 * 256];
+  for (Index rows : {1, 5, 6, 7, 12, 13, 17, 32, 33})
+    for (Index kc : {1, 7, 8, 9, 16, 23, 256})
+      for (bool t : {false, true}) {
+        const std::string what = "rows " + std::to_string(rows) + " kc " + std::to_string(kc) + " t " + std::to_string(t);
+        const Index ma = (rows + sg::MR - 1) / sg::MR * sg::MR, nb = (rows + sg::NR - 1) / sg::NR * sg::NR;
+        // Offsets 3 and 2: unaligned sources.
+        std::fill(a1, a1 + ma * kc, -7.0f);
+        std::fill(a2, a2 + ma * kc, 7.0f);
+        sg::pack_a(src.data(), ld, t, 3, rows, 2, kc, a1);
+        sg::pack_a_avx2(src.data(), ld, t, 3, rows, 2, kc, a2);
+        EXPECT_TRUE(std::equal(a1, a1 + ma * kc, a2)) << "pack_a " << what;
+        std::fill(a1, a1 + nb * kc, -7.0f);
+        std::fill(a2, a2 + nb * kc, 7.0f);
+        sg::pack_b(src.data(), ld, t, 2, kc, 3, rows, a1);
+        sg::pack_b_avx2(src.data(), ld, t, 2, kc, 3, rows, a2);
+        EXPECT_TRUE(std::equal(a1, a1 + nb * kc, a2)) << "pack_b " << what;
+      }
 }
 
 TEST_F(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {

@@ -21,6 +21,7 @@
 #include <Eigen/Core>
 #include <unsupported/Eigen/CXX11/Tensor>
 
+#include "qaware/core/buffer_cache.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 
@@ -113,17 +114,16 @@ ConstMatrixMap<Scalar> as_matrix(const Tensor<Scalar, Rank>& t, Index rows, Inde
 // DynTensor: run-time rank, row-major, 64-byte aligned.
 
 namespace detail {
-struct AlignedFree {
-  void operator()(void* p) const noexcept { std::free(p); }
-};
-inline void* aligned_bytes(std::size_t bytes) {
-  if (bytes == 0) return nullptr;
-  constexpr std::size_t kAlign = 64;
-  const std::size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded);
-  if (!p) throw std::bad_alloc();
-  return p;
+// Storage comes from and goes back to the BufferCache (large buffers are
+// recycled; see core/buffer_cache.hpp), in whole 64-byte units.
+inline std::size_t aligned_size(std::size_t bytes) {
+  constexpr std::size_t kAlign = BufferCache::kAlign;
+  return (bytes + kAlign - 1) / kAlign * kAlign;
 }
+struct AlignedFree {
+  std::size_t bytes = 0;  // as allocated (aligned_size)
+  void operator()(void* p) const noexcept { BufferCache::instance().release(p, bytes); }
+};
 }  // namespace detail
 
 template <typename Scalar>
@@ -253,7 +253,9 @@ class DynTensor {
 
  private:
   void allocate() {
-    ptr_.reset(static_cast<Scalar*>(detail::aligned_bytes(bytes())));
+    const std::size_t n = detail::aligned_size(bytes());
+    ptr_ = std::unique_ptr<Scalar[], detail::AlignedFree>(
+        static_cast<Scalar*>(detail::BufferCache::instance().allocate(n)), detail::AlignedFree{n});
   }
   void check_matrix(Index rows, Index cols) const {
     QAWARE_CHECK(rows * cols == numel(), "matrix: cannot view ", shape_.str(), " as ", rows, " x ", cols);

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "qaware/core/buffer_cache.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/gemm/path.hpp"
@@ -133,9 +134,9 @@ class AlignedBuffer {
   void reserve(std::size_t bytes) {
     if (bytes <= size_) return;
     const std::size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) throw std::bad_alloc();
-    ptr_.reset(static_cast<unsigned char*>(p));
+    // Large packed weights are recycled (core/buffer_cache.hpp): repacked every step.
+    ptr_ = std::unique_ptr<unsigned char[], Free>(
+        static_cast<unsigned char*>(qaware::detail::BufferCache::instance().allocate(rounded)), Free{rounded});
     size_ = rounded;
   }
   unsigned char* data() { return ptr_.get(); }
@@ -144,7 +145,8 @@ class AlignedBuffer {
 
  private:
   struct Free {
-    void operator()(unsigned char* p) const noexcept { std::free(p); }
+    std::size_t bytes;  // as allocated (no initializer: unique_ptr value-initializes it)
+    void operator()(unsigned char* p) const noexcept { qaware::detail::BufferCache::instance().release(p, bytes); }
   };
   std::unique_ptr<unsigned char[], Free> ptr_;
   std::size_t size_ = 0;
@@ -226,6 +228,11 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
   const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
   const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
   auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
+  // An unsafe pair (see maddubs_unsafe) is one whose sum leaves [-128, 128]:
+  // int8 values of opposite signs never sum that far, and same-signed ones
+  // do exactly when their magnitudes add past 128. Branch-free, so the
+  // counting loops over contiguous columns vectorize.
+  auto pair_unsafe = [](int x, int y) -> Index { return (x + y > 128) | (x + y < -128); };
 
   detail::Format fmt = detail::Format::kScalar;
   switch (path) {
@@ -234,8 +241,14 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
       if (want < 0) {
         // Count the K pairs (within quads) vpmaddubsw could saturate on.
         Index unsafe = 0;
-        for (Index n = 0; n < N; ++n)
-          for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+        for (Index n = 0; n < N; ++n) {
+          if (layout == BLayout::kNxK) {
+            const std::int8_t* col = b + n * ldb;
+            for (Index k = 0; k + 1 < K; k += 2) unsafe += pair_unsafe(col[k], col[k + 1]);
+          } else {
+            for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
+          }
+        }
         const Index pairs = N * ((K + 1) / 2);
         want = unsafe * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
       }
@@ -273,7 +286,40 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
     const Index n0 = p * lay.nr;
     const Index cols = std::min<Index>(lay.nr, N - n0);
     std::vector<detail::Correction> fixes;  // this panel's, in (k, j) order after sorting
-    for (Index j = 0; j < cols; ++j) {
+    // The weight case (N x K): each column's K values are contiguous, and in
+    // the formats that group K by 4 (int8) or 2 (int16 pairs) a group lands
+    // in 4 consecutive bytes of the panel, so a column packs as word copies;
+    // the general loop below packs the same bytes one at a time.
+    const bool words = layout == BLayout::kNxK && fmt != detail::Format::kAmx && fmt != detail::Format::kScalar;
+    for (Index j = 0; words && j < cols; ++j) {
+      const std::int8_t* col = b + (n0 + j) * ldb;
+      unsigned char* dst = panel + j * 4;
+      std::int32_t sum = 0;
+      for (Index k = 0; k < K; ++k) sum += col[k];
+      Index k = 0;
+      if (lay.b_elem == 1) {
+        for (; k + 4 <= K; k += 4) std::memcpy(dst + k * lay.nr, col + k, 4);
+        for (; k < K; ++k) std::memcpy(dst + (k & ~Index(3)) * lay.nr + (k & 3), col + k, 1);
+      } else {
+        for (; k < K; k += 2) {
+          const std::int16_t w[2] = {col[k], static_cast<std::int16_t>(k + 1 < K ? col[k + 1] : 0)};
+          std::memcpy(dst + k * 2 * lay.nr, w, 4);
+        }
+      }
+      if (quads) {
+        for (k = 1; k < K; k += 2) {
+          if (!pair_unsafe(col[k - 1], col[k])) continue;
+          const int x = col[k - 1], v = col[k];
+          const int mag = 128 - (x < 0 ? -x : x);
+          const int safe = v < 0 ? -mag : mag;
+          fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j), static_cast<std::int16_t>(v - safe)});
+          const std::int8_t w = static_cast<std::int8_t>(safe);
+          std::memcpy(panel + detail::panel_offset(fmt, k, j, lay.nr), &w, 1);
+        }
+      }
+      pm.col_sums_[static_cast<std::size_t>(n0 + j)] = sum;
+    }
+    for (Index j = 0; !words && j < cols; ++j) {
       std::int32_t sum = 0;
       for (Index k = 0; k < K; ++k) {
         int v = at(k, n0 + j);

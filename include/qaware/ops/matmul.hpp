@@ -6,9 +6,11 @@
 //   (..., N, K) when trans_b; y is (..., M, N). The batch dimensions "..."
 //   of a and b are equal, or b has rank 2 and is shared by every batch
 //   (a linear layer without bias, or attention's K^T via trans_b).
-// Each product is Eigen's GEMM on row-major maps. Many small products (the
-// B*NH attention heads) run in parallel across the batch, each GEMM on one
-// thread; a few large ones run one after another, each threaded by Eigen.
+// Each float product runs on detail/sgemm.hpp's AVX2 kernel where the CPU
+// has it, otherwise (and for double) on Eigen's GEMM on row-major maps. Many
+// small products (the B*NH attention heads) run in parallel across the
+// batch, each GEMM on one thread; a few large ones run one after another,
+// each threaded by the GEMM.
 
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/ops/detail/common.hpp"
+#include "qaware/ops/detail/sgemm.hpp"
 
 namespace qaware {
 namespace ops {
@@ -31,6 +34,7 @@ void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M
     if (!accumulate) C.setZero();
     return;
   }
+  if (detail::sgemm::try_gemm(M, N, K, x, tx ? M : K, tx, y, ty ? K : N, ty, c, N, accumulate)) return;
   ConstMatrixMap<Scalar> X(x, tx ? K : M, tx ? M : K), Y(y, ty ? N : K, ty ? K : N);
   // Only `+=` products: `=` would instantiate a second set of Eigen's
   // product kernels (compile time, especially under sanitizers) for the
@@ -49,10 +53,10 @@ void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M
 
 // Runs f(i) for i in [0, batch), where each call is one product of
 // `macs` multiply-adds: across threads when there are enough products to
-// keep every thread busy with whole GEMMs (Eigen then runs each on one
-// thread, as it detects the parallel region) and enough work (2^18 MACs,
-// tens of microseconds) to pay for waking the threads; else serially, so
-// that Eigen threads each product when it is large.
+// keep every thread busy with whole GEMMs (each then runs on one thread:
+// both GEMMs detect the parallel region) and enough work (2^18 MACs, tens
+// of microseconds) to pay for waking the threads; else serially, so that
+// the GEMM threads each product when it is large.
 template <typename F>
 void for_each_batch(Index batch, Index macs, F&& f) {
   const Index threads = num_threads();
