@@ -10,8 +10,10 @@
 // request of the same size; when the limit is reached the oldest go back to
 // the system.
 //
-//   qaware::set_buffer_cache_limit(bytes)   default 1 GiB; 0 turns the cache
-//                                           off and frees what it holds
+//   qaware::set_buffer_cache_limit(bytes)   default 1 GiB (0 under AddressSanitizer,
+//                                           so that a use after free of tensor
+//                                           storage is still reported); 0 turns
+//                                           the cache off and frees what it holds
 //   qaware::buffer_cache_bytes()            bytes held now
 //
 // Thread-safe (one mutex; only large allocations take it). Recycled memory
@@ -23,6 +25,14 @@
 #include <mutex>
 #include <new>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define QAWARE_BUFFER_CACHE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QAWARE_BUFFER_CACHE_ASAN 1
+#endif
+#endif
 
 namespace qaware {
 namespace detail {
@@ -111,7 +121,11 @@ class BufferCache {
   std::mutex mu_;
   std::vector<Block> blocks_;  // oldest first
   std::size_t held_ = 0;
+#if defined(QAWARE_BUFFER_CACHE_ASAN)
+  std::size_t limit_ = 0;  // recycled blocks would hide use-after-free from ASan
+#else
   std::size_t limit_ = std::size_t(1) << 30;
+#endif
 };
 
 }  // namespace detail
