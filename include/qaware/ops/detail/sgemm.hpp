@@ -110,8 +110,10 @@ __attribute__((target("avx2,fma"))) inline void pack_a_avx2(const float* A, Inde
       const float* src = A + k0 * lda + i0 + ib;
       for (Index k = 0; k < kc; ++k, src += lda) {
         _mm_storeu_ps(out + k * MR, _mm_loadu_ps(src));
+        // Floats 4 and 5 as one 8-byte load (an unaligned-typed load: src + 4
+        // need not be 8-byte aligned).
         _mm_storel_pi(reinterpret_cast<__m64*>(out + k * MR + 4),
-                      _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + 4))));
+                      _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
       }
       continue;
     }
