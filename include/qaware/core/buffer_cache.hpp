@@ -49,6 +49,9 @@ class BufferCache {
     return *cache;
   }
 
+  // `bytes` rounded up to whole kAlign units (what allocate() takes).
+  static std::size_t round_up(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
   // A block of `bytes` (a multiple of kAlign) aligned to kAlign, from the
   // cache when one of that size is held, else new; nullptr for 0 bytes.
   void* allocate(std::size_t bytes) {
@@ -126,6 +129,13 @@ class BufferCache {
 #else
   std::size_t limit_ = std::size_t(1) << 30;
 #endif
+};
+
+// The unique_ptr deleter for a block from BufferCache::allocate(): hands it
+// back with the size it was allocated with.
+struct BufferRelease {
+  std::size_t bytes = 0;
+  void operator()(void* p) const noexcept { BufferCache::instance().release(p, bytes); }
 };
 
 }  // namespace detail

@@ -113,19 +113,6 @@ ConstMatrixMap<Scalar> as_matrix(const Tensor<Scalar, Rank>& t, Index rows, Inde
 // ---------------------------------------------------------------------------
 // DynTensor: run-time rank, row-major, 64-byte aligned.
 
-namespace detail {
-// Storage comes from and goes back to the BufferCache (large buffers are
-// recycled; see core/buffer_cache.hpp), in whole 64-byte units.
-inline std::size_t aligned_size(std::size_t bytes) {
-  constexpr std::size_t kAlign = BufferCache::kAlign;
-  return (bytes + kAlign - 1) / kAlign * kAlign;
-}
-struct AlignedFree {
-  std::size_t bytes = 0;  // as allocated (aligned_size)
-  void operator()(void* p) const noexcept { BufferCache::instance().release(p, bytes); }
-};
-}  // namespace detail
-
 template <typename Scalar>
 class DynTensor {
   static_assert(std::is_trivially_copyable_v<Scalar>, "DynTensor holds plain numbers");
@@ -253,16 +240,18 @@ class DynTensor {
 
  private:
   void allocate() {
-    const std::size_t n = detail::aligned_size(bytes());
-    ptr_ = std::unique_ptr<Scalar[], detail::AlignedFree>(
-        static_cast<Scalar*>(detail::BufferCache::instance().allocate(n)), detail::AlignedFree{n});
+    // Storage comes from and goes back to the BufferCache (large buffers are
+    // recycled; see core/buffer_cache.hpp), in whole 64-byte units.
+    const std::size_t n = detail::BufferCache::round_up(bytes());
+    ptr_ = std::unique_ptr<Scalar[], detail::BufferRelease>(
+        static_cast<Scalar*>(detail::BufferCache::instance().allocate(n)), detail::BufferRelease{n});
   }
   void check_matrix(Index rows, Index cols) const {
     QAWARE_CHECK(rows * cols == numel(), "matrix: cannot view ", shape_.str(), " as ", rows, " x ", cols);
   }
 
   Shape shape_{0};
-  std::unique_ptr<Scalar[], detail::AlignedFree> ptr_;
+  std::unique_ptr<Scalar[], detail::BufferRelease> ptr_;
 };
 
 }  // namespace qaware

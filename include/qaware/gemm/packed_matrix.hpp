@@ -133,10 +133,11 @@ class AlignedBuffer {
   // Makes room for `bytes`; old contents are not kept.
   void reserve(std::size_t bytes) {
     if (bytes <= size_) return;
-    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    const std::size_t rounded = qaware::detail::BufferCache::round_up(bytes);
     // Large packed weights are recycled (core/buffer_cache.hpp): repacked every step.
-    ptr_ = std::unique_ptr<unsigned char[], Free>(
-        static_cast<unsigned char*>(qaware::detail::BufferCache::instance().allocate(rounded)), Free{rounded});
+    ptr_ = std::unique_ptr<unsigned char[], qaware::detail::BufferRelease>(
+        static_cast<unsigned char*>(qaware::detail::BufferCache::instance().allocate(rounded)),
+        qaware::detail::BufferRelease{rounded});
     size_ = rounded;
   }
   unsigned char* data() { return ptr_.get(); }
@@ -144,11 +145,7 @@ class AlignedBuffer {
   std::size_t size() const { return size_; }
 
  private:
-  struct Free {
-    std::size_t bytes;  // as allocated (no initializer: unique_ptr value-initializes it)
-    void operator()(unsigned char* p) const noexcept { qaware::detail::BufferCache::instance().release(p, bytes); }
-  };
-  std::unique_ptr<unsigned char[], Free> ptr_;
+  std::unique_ptr<unsigned char[], qaware::detail::BufferRelease> ptr_;
   std::size_t size_ = 0;
 };
 
