@@ -103,9 +103,19 @@ struct Correction {
 };
 
 // True when vpmaddubsw could saturate on the adjacent pair (x, y) for some A <= 255.
-inline bool maddubs_unsafe(int x, int y) {
-  const bool same_sign = (x > 0 && y > 0) || (x < 0 && y < 0);
-  return same_sign && (x < 0 ? -x : x) + (y < 0 ? -y : y) > 128;
+// That is when x and y have the same sign and |x| + |y| > 128; for int8 values
+// (opposite signs never sum past 128 in magnitude) exactly when x + y leaves
+// [-128, 128]. Branch-free, so counting loops over contiguous columns vectorize.
+inline bool maddubs_unsafe(int x, int y) { return (x + y > 128) | (x + y < -128); }
+
+// For an unsafe pair (x, v): records the correction for B[k][j] = v and
+// returns the value to store instead, sign(v) * (128 - |x|), which makes the
+// pair safe.
+inline int maddubs_fix(int x, int v, Index k, Index j, std::vector<Correction>& fixes) {
+  const int mag = 128 - (x < 0 ? -x : x);
+  const int safe = v < 0 ? -mag : mag;
+  fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j), static_cast<std::int16_t>(v - safe)});
+  return safe;
 }
 
 inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
@@ -225,11 +235,6 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
   const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
   const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
   auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
-  // An unsafe pair (see maddubs_unsafe) is one whose sum leaves [-128, 128]:
-  // int8 values of opposite signs never sum that far, and same-signed ones
-  // do exactly when their magnitudes add past 128. Branch-free, so the
-  // counting loops over contiguous columns vectorize.
-  auto pair_unsafe = [](int x, int y) -> Index { return (x + y > 128) | (x + y < -128); };
 
   detail::Format fmt = detail::Format::kScalar;
   switch (path) {
@@ -241,7 +246,7 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
         for (Index n = 0; n < N; ++n) {
           if (layout == BLayout::kNxK) {
             const std::int8_t* col = b + n * ldb;
-            for (Index k = 0; k + 1 < K; k += 2) unsafe += pair_unsafe(col[k], col[k + 1]);
+            for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(col[k], col[k + 1]);
           } else {
             for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
           }
@@ -305,12 +310,8 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
       }
       if (quads) {
         for (k = 1; k < K; k += 2) {
-          if (!pair_unsafe(col[k - 1], col[k])) continue;
-          const int x = col[k - 1], v = col[k];
-          const int mag = 128 - (x < 0 ? -x : x);
-          const int safe = v < 0 ? -mag : mag;
-          fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j), static_cast<std::int16_t>(v - safe)});
-          const std::int8_t w = static_cast<std::int8_t>(safe);
+          if (!detail::maddubs_unsafe(col[k - 1], col[k])) continue;
+          const std::int8_t w = static_cast<std::int8_t>(detail::maddubs_fix(col[k - 1], col[k], k, j, fixes));
           std::memcpy(panel + detail::panel_offset(fmt, k, j, lay.nr), &w, 1);
         }
       }
@@ -323,13 +324,7 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
         sum += v;
         if (quads && (k & 1) == 1) {
           const int x = at(k - 1, n0 + j);
-          if (detail::maddubs_unsafe(x, v)) {
-            const int mag = 128 - (x < 0 ? -x : x);
-            const int safe = v < 0 ? -mag : mag;
-            fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j),
-                             static_cast<std::int16_t>(v - safe)});
-            v = safe;
-          }
+          if (detail::maddubs_unsafe(x, v)) v = detail::maddubs_fix(x, v, k, j, fixes);
         }
         const Index off = detail::panel_offset(fmt, k, j, lay.nr);
         if (lay.b_elem == 2) {
