@@ -7,8 +7,12 @@
 //   BM_GemmU8S8OneDnn/...                              oneDNN matmul u8 x s8 -> s32
 //   BM_GemmU8S8OneDnnZp/...                            the same with A's zero point (3, set
 //                                                      at creation), i.e. the work ours does
-//   BM_GemmU8S8<Path>/.../weights:0|1                  ours, int32 output (weights 1:
-//                                                      normal(0, 20) "trained", 0: uniform)
+//   BM_GemmU8S8<Path>/.../weights:0|1|2                ours, int32 output (weights 1:
+//                                                      normal(0, 20) "trained", 0: uniform;
+//                                                      AVX2 also 2: normal(0, 40) like BERT's
+//                                                      initial weights per channel, with
+//                                                      layer-norm-like A, normal(128, 25), zero
+//                                                      point 128, packed by pack_b_for_a)
 //   BM_GemmU8S8RequantBest/...                         ours, best path, uint8 output with
 //                                                      per-channel scale, bias and ReLU
 // Timing: with threads:1 the rates use the benchmark thread's CPU time
@@ -132,6 +136,8 @@ struct Inputs {
   std::vector<std::uint8_t> a;              // M x K
   std::vector<std::int8_t> b_uniform;       // N x K (PyTorch weight layout)
   std::vector<std::int8_t> b_trained;       // N x K, normal(0, 20) rounded and clipped
+  std::vector<std::int8_t> b_init;          // N x K, normal(0, 40) rounded and clipped to +-127
+  std::vector<std::uint8_t> a_ln;           // M x K, normal(128, 25) rounded and clipped
   std::vector<float> af, bf;                // float twins, M x K and K x N
 };
 
@@ -148,6 +154,12 @@ const Inputs& inputs(const Shape& s) {
     slot->b_trained.resize(slot->b_uniform.size());
     for (auto& x : slot->b_trained)
       x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0.0, 20.0)))));
+    slot->b_init.resize(slot->b_uniform.size());
+    for (auto& x : slot->b_init)
+      x = static_cast<std::int8_t>(std::max(-127.0, std::min(127.0, std::nearbyint(rng.normal(0.0, 40.0)))));
+    slot->a_ln.resize(slot->a.size());
+    for (auto& x : slot->a_ln)
+      x = static_cast<std::uint8_t>(std::max(0.0, std::min(255.0, std::nearbyint(rng.normal(128.0, 25.0)))));
     slot->af.resize(slot->a.size());
     for (std::size_t i = 0; i < slot->a.size(); ++i) slot->af[i] = static_cast<float>(slot->a[i]) * 0.01f;
     slot->bf.resize(slot->b_uniform.size());
@@ -156,13 +168,22 @@ const Inputs& inputs(const Shape& s) {
   return *slot;
 }
 
-const qg::PackedMatrix& packed(const Shape& s, qg::Path path, bool trained) {
-  static std::map<std::tuple<Index, Index, Index, unsigned, bool>, std::unique_ptr<qg::PackedMatrix>> cache;
-  auto& slot = cache[{s.M, s.N, s.K, static_cast<unsigned>(path), trained}];
+// The weights:N kinds.
+enum class Weights { kUniform = 0, kTrained = 1, kInit = 2 };
+constexpr std::int32_t kLnZeroPoint = 128;  // a_ln's
+
+const qg::PackedMatrix& packed(const Shape& s, qg::Path path, Weights w) {
+  static std::map<std::tuple<Index, Index, Index, unsigned, int>, std::unique_ptr<qg::PackedMatrix>> cache;
+  auto& slot = cache[{s.M, s.N, s.K, static_cast<unsigned>(path), static_cast<int>(w)}];
   if (!slot) {
     const Inputs& in = inputs(s);
-    const auto& b = trained ? in.b_trained : in.b_uniform;
-    slot = std::make_unique<qg::PackedMatrix>(qg::pack_b(b.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, path));
+    if (w == Weights::kInit) {
+      slot = std::make_unique<qg::PackedMatrix>(qg::pack_b_for_a(in.a_ln.data(), s.M, s.K, kLnZeroPoint, in.b_init.data(),
+                                                                 s.K, s.N, s.K, qg::BLayout::kNxK, 0, path));
+    } else {
+      const auto& b = w == Weights::kTrained ? in.b_trained : in.b_uniform;
+      slot = std::make_unique<qg::PackedMatrix>(qg::pack_b(b.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, path));
+    }
   }
   return *slot;
 }
@@ -298,10 +319,12 @@ void BM_GemmOneDnn(benchmark::State& state, Shape s, int threads, bool int8, std
 // ---------------------------------------------------------------------------
 // Ours.
 
-void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, bool trained, bool requant) {
+void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, Weights w, bool requant) {
   set_threads(threads);
   const Inputs& in = inputs(s);
-  const qg::PackedMatrix& pb = packed(s, path, trained);
+  const qg::PackedMatrix& pb = packed(s, path, w);
+  const std::uint8_t* a = w == Weights::kInit ? in.a_ln.data() : in.a.data();
+  const std::int32_t za = w == Weights::kInit ? kLnZeroPoint : kAZeroPoint;
   std::vector<std::int32_t> c32;
   std::vector<std::uint8_t> c8;
   std::vector<float> scales(static_cast<std::size_t>(s.N), 0.002f), bias(static_cast<std::size_t>(s.N), 0.1f);
@@ -320,11 +343,12 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, b
     out = qg::Output::int32(c32.data(), s.N);
   }
   for (auto _ : state) {
-    qg::gemm(in.a.data(), s.M, s.K, s.K, kAZeroPoint, pb, out);
+    qg::gemm(a, s.M, s.K, s.K, za, pb, out);
     benchmark::ClobberMemory();
   }
   const char* fmt = pb.format() == qg::detail::Format::kAvx2Quads  ? "maddubs"
                     : pb.format() == qg::detail::Format::kAvx2Pairs ? "int16-pairs"
+                    : pb.format() == qg::detail::Format::kAvx2FixA  ? "a-fixed"
                                                                      : qg::path_name(path);
   state.SetLabel(std::string(fmt) + (pb.correction_count() ? " corrections=" + std::to_string(pb.correction_count()) : ""));
   state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
@@ -377,15 +401,15 @@ void register_all() {
 #endif
       for (qg::Path p : qg::kEachPath) {
         if (!qg::has(runnable, p) || (p == qg::Path::kScalar && !with_scalar)) continue;
-        for (bool trained : {true, false}) {
+        for (Weights w : {Weights::kTrained, Weights::kUniform, Weights::kInit}) {
           // The weight distribution only changes the AVX2 path (its format choice).
-          if (!trained && p != qg::Path::kAvx2) continue;
-          reg(bench_name("BM_GemmU8S8" + path_bench_name(p), s, threads, trained ? "/weights:1" : "/weights:0"),
-              [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, p, trained, false); });
+          if (w != Weights::kTrained && p != qg::Path::kAvx2) continue;
+          reg(bench_name("BM_GemmU8S8" + path_bench_name(p), s, threads, "/weights:" + std::to_string(static_cast<int>(w))),
+              [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, p, w, false); });
         }
       }
       reg(bench_name("BM_GemmU8S8RequantBest", s, threads, "/weights:1"),
-          [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, qg::best_path(runnable), true, true); });
+          [=](benchmark::State& st) { BM_GemmOurs(st, s, threads, qg::best_path(runnable), Weights::kTrained, true); });
     }
   }
 }

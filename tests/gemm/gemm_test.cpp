@@ -348,10 +348,13 @@ TEST_P(GemmPathTest, PackedMatrixServesManyCalls) {
   }
 }
 
-// AVX2 runs twice, once per format (pack_b's own choice is tested in
-// GemmAvx2FormatTest below).
+// AVX2 runs once per format (pack_b's own choice is tested in
+// GemmAvx2FormatTest below). The uniformly random A of most cases makes the
+// A-fixed format repair about a third of the A values: its worst case,
+// still exact.
 INSTANTIATE_TEST_SUITE_P(Paths, GemmPathTest,
                          ::testing::Values(Variant{Path::kScalar, -1}, Variant{Path::kAvx2, 0}, Variant{Path::kAvx2, 1},
+                                           Variant{Path::kAvx2, 2},
                                            Variant{Path::kAvxVnni, -1}, Variant{Path::kAvx512Vnni, -1},
                                            Variant{Path::kAmx, -1}),
                          [](const ::testing::TestParamInfo<Variant>& info) { return variant_test_name(info.param); });
@@ -377,6 +380,80 @@ TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
   EXPECT_GT(forced.correction_count(), uniform.N * uniform.K / 16);
 }
 
+// The A-fixed quads at any a_shift: every shift moves which A values need a
+// repair (A - za + a_shift outside [0, 255], or adjacent sums past 255), never
+// the result.
+TEST(GemmAvx2FormatTest, AFixedQuadsAreExactAtEveryShift) {
+  if (!path_runs_here(Path::kAvx2)) GTEST_SKIP() << "path 'avx2' is not supported by this CPU/OS";
+  Rng rng(23);
+  for (std::int32_t shift : {0, 1, 37, 128, 200, 255}) {
+    SCOPED_TRACE(::testing::Message() << "a_shift " << shift);
+    Case<std::uint8_t> u(37, 50, 1029, BLayout::kNxK, rng, 201, 0, 3);
+    Case<std::int8_t> s8(29, 25, 515, BLayout::kKxN, rng, -90, 5);
+    for (auto& x : u.b) x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0, 60)))));
+    for (const auto* cs : {static_cast<const void*>(&u), static_cast<const void*>(&s8)}) {
+      const bool is_u = cs == &u;
+      const PackedMatrix pb = is_u ? gemm::detail_pack_b(u.b.data(), u.K, u.N, u.ldb, u.layout, u.zb, Path::kAvx2, 2, shift)
+                                   : gemm::detail_pack_b(s8.b.data(), s8.K, s8.N, s8.ldb, s8.layout, s8.zb, Path::kAvx2, 2, shift);
+      ASSERT_EQ(pb.format(), gemm::detail::Format::kAvx2FixA);
+      ASSERT_EQ(pb.a_shift(), shift);
+      const Index M = is_u ? u.M : s8.M, N = is_u ? u.N : s8.N;
+      std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+      if (is_u) {
+        gemm::gemm(u.a.data(), u.M, u.K, u.lda, u.za, pb, Output::int32(c.data(), N));
+        ASSERT_EQ(c, u.reference());
+      } else {
+        gemm::gemm(s8.a.data(), s8.M, s8.K, s8.lda, s8.za, pb, Output::int32(c.data(), N));
+        ASSERT_EQ(c, s8.reference());
+      }
+    }
+  }
+}
+
+// pack_b_for_a: weights like BERT's at initialisation (normal, scaled to the
+// largest value of each column: about 1 in 20 K pairs could saturate
+// vpmaddubsw) would need the int16 pairs alone; with activations that
+// concentrate around their zero point (layer-norm like, or one-sided like
+// GELU outputs) it takes the A-fixed quads, placing the zero point where few
+// repairs are needed; with uniformly random A it keeps the int16 pairs. All
+// exact, also for another A than the one shown.
+TEST(GemmAvx2FormatTest, PackForAChoosesFromTheActivations) {
+  if (!path_runs_here(Path::kAvx2)) GTEST_SKIP() << "path 'avx2' is not supported by this CPU/OS";
+  Rng rng(24);
+  const Index M = 96, N = 72, K = 768;
+  auto init_like = [&](Case<std::uint8_t>& cs) {
+    for (auto& x : cs.b) x = static_cast<std::int8_t>(std::max(-127.0, std::min(127.0, std::nearbyint(rng.normal(0, 40)))));
+  };
+  auto clamp8 = [](double v) { return static_cast<std::uint8_t>(std::max(0.0, std::min(255.0, std::nearbyint(v)))); };
+  Case<std::uint8_t> ln(M, N, K, BLayout::kNxK, rng, 131), gelu(M, N, K, BLayout::kNxK, rng, 15),
+      uniform(M, N, K, BLayout::kNxK, rng, 128);
+  init_like(ln), init_like(gelu), init_like(uniform);
+  for (auto& x : ln.a) x = clamp8(rng.normal(131, 25));
+  for (auto& x : gelu.a) x = clamp8(15 + std::fabs(rng.normal(0, 20)) * (rng.below(8) == 0 ? -0.3 : 1.0));
+  ASSERT_EQ(gemm::detail_pack_b(ln.b.data(), K, N, ln.ldb, BLayout::kNxK, 0, Path::kAvx2, -1).format(),
+            gemm::detail::Format::kAvx2Pairs);
+  for (Case<std::uint8_t>* cs : {&ln, &gelu, &uniform}) {
+    const PackedMatrix pb = gemm::pack_b_for_a(cs->a.data(), M, cs->lda, cs->za, cs->b.data(), K, N, cs->ldb,
+                                               BLayout::kNxK, 0, Path::kAvx2);
+    SCOPED_TRACE(cs->str() + " a_shift " + std::to_string(pb.a_shift()));
+    EXPECT_EQ(pb.format(), cs == &uniform ? gemm::detail::Format::kAvx2Pairs : gemm::detail::Format::kAvx2FixA);
+    if (cs == &ln) {
+      EXPECT_TRUE(pb.a_shift() > 40 && pb.a_shift() < 100);  // room on both sides, sums <= 255
+    }
+    if (cs == &gelu) {
+      EXPECT_LE(pb.a_shift(), 40);  // one-sided: near A's own codes
+    }
+    std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+    gemm::gemm(cs->a.data(), M, K, cs->lda, cs->za, pb, Output::int32(c.data(), N));
+    ASSERT_EQ(c, cs->reference());
+    // Another A (uniform: many repairs) with the same packing.
+    Case<std::uint8_t> other = *cs;
+    for (auto& x : other.a) x = static_cast<std::uint8_t>(rng.below(256));
+    gemm::gemm(other.a.data(), M, K, other.lda, other.za, pb, Output::int32(c.data(), N));
+    ASSERT_EQ(c, other.reference());
+  }
+}
+
 // pack_b packs an N x K weight (the PyTorch layout) a column at a time with
 // word copies for the formats with groups of 4 int8 or 2 int16 along K; the
 // K x N layout takes the element-by-element loop. Both must give the same
@@ -391,6 +468,7 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   if (gemm::has(gemm::compiled_paths(), Path::kAvx2)) {
     fmts.push_back({Path::kAvx2, 0});
     fmts.push_back({Path::kAvx2, 1});
+    fmts.push_back({Path::kAvx2, 2});
     fmts.push_back({Path::kAvx2, -1});
   }
   if (gemm::has(gemm::compiled_paths(), Path::kAvxVnni)) fmts.push_back({Path::kAvxVnni, -1});

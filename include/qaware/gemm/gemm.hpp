@@ -110,10 +110,10 @@ inline void run_path(const Problem& p) {
   switch (p.b->path()) {
 #if QAWARE_GEMM_X86
     case Path::kAvx2:
-      if (p.b->format() == Format::kAvx2Quads) {
-        run_kernel<Avx2QuadsKernel>(p);
-      } else {
-        run_kernel<Avx2Kernel>(p);
+      switch (p.b->format()) {
+        case Format::kAvx2Quads: run_kernel<Avx2QuadsKernel>(p); break;
+        case Format::kAvx2FixA: run_kernel<Avx2FixAKernel>(p); break;
+        default: run_kernel<Avx2Kernel>(p); break;
       }
       break;
     case Path::kAvxVnni: run_kernel<AvxVnniKernel>(p); break;

@@ -13,6 +13,7 @@
 //   scalar                 int8  [Kp][NR]                  NR = 8
 //   avx2 (int16 pairs)     int16 [Kp/2][NR][2]             NR = 16  (vpmaddwd)
 //   avx2 (maddubs quads)   int8  [Kp/4][NR][4]             NR = 24  (vpmaddubsw, + corrections)
+//   avx2 (A-fixed quads)   int8  [Kp/4][NR][4]             NR = 24  (vpmaddubsw, A corrected per call)
 //   avxvnni                int8  [Kp/4][NR][4]             NR = 16  (vpdpbusd)
 //   avx512vnni             int8  [Kp/4][NR][4]             NR = 48
 //   amx                    int8  [Kp/64][NR/16][16][16][4] NR = 32  (1 KiB tiles: 16 quad rows x 16 columns x 4)
@@ -27,6 +28,18 @@
 // 1/512 of the pairs need one (e.g. uniformly random weights), pack_b uses the
 // int16 pair format instead, which is exact for every input (vpmaddwd never
 // saturates) but needs 4 vector ops per 32 multiply-adds instead of 3.
+//
+// Weights straight from initialisation (normal, per-channel scale at the
+// largest value) need a correction in about 1 of 20 pairs, so pack_b alone
+// must pick the int16 pairs for them. Shown the activations as well,
+// pack_b_for_a can keep the bound on A's side instead, where activations
+// concentrate around their zero point (kernels/avx2.hpp, Avx2FixAKernel): the
+// A-fixed quads keep B as it is and store A' = A - za + a_shift with adjacent
+// values bounded to 0 <= a'0, a'1 and a'0 + a'1 <= 255, so every pair stays
+// within 255 * 128 = 32640; the few A values that had to be changed are
+// repaired exactly in each call. pack_b_for_a picks a_shift (where A's zero
+// point lands) from the A it was shown, and the format only when few repairs
+// are needed there; any A still gives exact results.
 
 #include <algorithm>
 #include <cstdint>
@@ -35,6 +48,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -54,7 +68,7 @@ enum class BLayout {
 namespace detail {
 
 // How a PackedMatrix stores B (one per kernel).
-enum class Format : int { kScalar, kAvx2Pairs, kAvx2Quads, kAvxVnni, kAvx512Vnni, kAmx };
+enum class Format : int { kScalar, kAvx2Pairs, kAvx2Quads, kAvx2FixA, kAvxVnni, kAvx512Vnni, kAmx };
 
 // Blocking constants of one format's kernel.
 struct Layout {
@@ -69,7 +83,8 @@ inline Layout layout_of(Format f) {
   switch (f) {
     case Format::kScalar: return {4, 8, 1, 2, 1};
     case Format::kAvx2Pairs: return {6, 16, 2, 2, 2};
-    case Format::kAvx2Quads: return {4, 24, 4, 1, 1};
+    case Format::kAvx2Quads:
+    case Format::kAvx2FixA: return {4, 24, 4, 1, 1};
     case Format::kAvxVnni: return {6, 16, 4, 1, 1};
     case Format::kAvx512Vnni: return {8, 48, 4, 1, 1};
     case Format::kAmx: return {32, 32, 64, 1, 1};
@@ -81,6 +96,12 @@ inline Layout layout_of(Format f) {
 constexpr Index kAvx2QuadsKC = 512;
 // The maddubs format is used when at most 1 in this many K pairs needs a correction.
 constexpr Index kAvx2MaxCorrectionRatio = 512;
+// pack_b_for_a takes the A-fixed quads when at most 1 in this many of the
+// shown A's K pairs needs a repair (each costs about as much as 4 pairs of
+// the kernel, so at this ratio the format still beats the int16 pairs).
+constexpr Index kAvx2MaxACorrectionRatio = 20;
+// The a_shift of an A-fixed PackedMatrix packed without a view of A.
+constexpr std::int32_t kAvx2DefaultAShift = 64;
 
 // Element offset of B[k][j] (k < Kp, j < NR) inside one panel.
 inline Index panel_offset(Format f, Index k, Index j, Index nr) {
@@ -88,6 +109,7 @@ inline Index panel_offset(Format f, Index k, Index j, Index nr) {
     case Format::kScalar: return k * nr + j;
     case Format::kAvx2Pairs: return ((k >> 1) * nr + j) * 2 + (k & 1);
     case Format::kAvx2Quads:
+    case Format::kAvx2FixA:
     case Format::kAvxVnni:
     case Format::kAvx512Vnni: return ((k >> 2) * nr + j) * 4 + (k & 3);
     case Format::kAmx: return (k >> 6) * (64 * nr) + (j >> 4) * 1024 + ((k & 63) >> 2) * 64 + (j & 15) * 4 + (k & 3);
@@ -116,6 +138,15 @@ inline int maddubs_fix(int x, int v, Index k, Index j, std::vector<Correction>& 
   const int safe = v < 0 ? -mag : mag;
   fixes.push_back({static_cast<std::int32_t>(k), static_cast<std::int16_t>(j), static_cast<std::int16_t>(v - safe)});
   return safe;
+}
+
+// The A-fixed quads' bound on one adjacent K pair of A' = A - za + a_shift
+// (each in [-255, 510]): stores e0 = a'0 clamped to [0, 255] and e1 = a'1
+// clamped to [0, 255 - e0], so |e0 b0 + e1 b1| <= 255 * 128 for any int8 B.
+inline void fix_a_pair(int x0, int x1, int& e0, int& e1) {
+  e0 = x0 < 0 ? 0 : (x0 > 255 ? 255 : x0);
+  const int hi = 255 - e0;
+  e1 = x1 < 0 ? 0 : (x1 > hi ? hi : x1);
 }
 
 inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
@@ -180,6 +211,8 @@ class PackedMatrix {
   Index panel_cols() const { return nr_; }    // NR
   Index panels() const { return panels_; }
   std::int32_t zero_point() const { return zero_point_; }
+  // A-fixed quads only: where the kernel puts A's zero point (A' = A - za + a_shift).
+  std::int32_t a_shift() const { return a_shift_; }
   // sum_k B[k][n] of the original int8 values (zero point not subtracted), N values.
   const std::int32_t* col_sums() const { return col_sums_.data(); }
   // Panel p: Kp x NR values in the path's layout.
@@ -195,7 +228,8 @@ class PackedMatrix {
   Index correction_count() const { return static_cast<Index>(corrections_.size()); }
 
  private:
-  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, int);
+  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, int,
+                                    std::int32_t);
 
   Path path_ = Path::kNone;
   detail::Format format_ = detail::Format::kScalar;
@@ -204,14 +238,33 @@ class PackedMatrix {
   std::vector<std::int32_t> correction_start_;
   Index k_ = 0, n_ = 0, kp_ = 0, nr_ = 0, panels_ = 0, panel_bytes_ = 0;
   std::int32_t zero_point_ = 0;
+  std::int32_t a_shift_ = 0;
   std::vector<std::int32_t> col_sums_;
   detail::AlignedBuffer data_;
 };
 
-// The packer behind pack_b(). avx2_format: -1 chooses (see the header), 0
-// forces the int16 pairs, 1 the maddubs quads (tests use both).
+namespace detail {
+// How many adjacent K pairs (within quads) of B vpmaddubsw could saturate on.
+inline Index count_unsafe_b_pairs(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout) {
+  Index unsafe = 0;
+  for (Index n = 0; n < N; ++n) {
+    if (layout == BLayout::kNxK) {
+      const std::int8_t* col = b + n * ldb;
+      for (Index k = 0; k + 1 < K; k += 2) unsafe += maddubs_unsafe(col[k], col[k + 1]);
+    } else {
+      for (Index k = 0; k + 1 < K; k += 2) unsafe += maddubs_unsafe(b[k * ldb + n], b[(k + 1) * ldb + n]);
+    }
+  }
+  return unsafe;
+}
+}  // namespace detail
+
+// The packer behind pack_b(). avx2_format: -1 chooses from B (see the header),
+// 0 forces the int16 pairs, 1 the maddubs quads, 2 the A-fixed quads with
+// a_shift in [0, 255] (tests use each).
 inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
-                                  std::int32_t zero_point, Path path, int avx2_format) {
+                                  std::int32_t zero_point, Path path, int avx2_format,
+                                  std::int32_t a_shift = detail::kAvx2DefaultAShift) {
   const char* lname = layout == BLayout::kKxN ? "KxN" : "NxK";
   QAWARE_CHECK(b != nullptr, "pack_b: B is null (K = ", K, ", N = ", N, ")");
   QAWARE_CHECK(K >= 1 && N >= 1, "pack_b: K and N must be >= 1, got K = ", K, ", N = ", N);
@@ -241,20 +294,14 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
     case Path::kAvx2: {
       int want = avx2_format;
       if (want < 0) {
-        // Count the K pairs (within quads) vpmaddubsw could saturate on.
-        Index unsafe = 0;
-        for (Index n = 0; n < N; ++n) {
-          if (layout == BLayout::kNxK) {
-            const std::int8_t* col = b + n * ldb;
-            for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(col[k], col[k + 1]);
-          } else {
-            for (Index k = 0; k + 1 < K; k += 2) unsafe += detail::maddubs_unsafe(at(k, n), at(k + 1, n));
-          }
-        }
         const Index pairs = N * ((K + 1) / 2);
-        want = unsafe * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
+        want = detail::count_unsafe_b_pairs(b, K, N, ldb, layout) * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
       }
-      fmt = want == 1 ? detail::Format::kAvx2Quads : detail::Format::kAvx2Pairs;
+      QAWARE_CHECK(want >= 0 && want <= 2, "pack_b: invalid AVX2 format ", want);
+      QAWARE_CHECK(a_shift >= 0 && a_shift <= 255, "pack_b: A shift ", a_shift, " is outside [0, 255]");
+      const detail::Format avx2[3] = {detail::Format::kAvx2Pairs, detail::Format::kAvx2Quads,
+                                      detail::Format::kAvx2FixA};
+      fmt = avx2[want];
       break;
     }
     case Path::kAvxVnni: fmt = detail::Format::kAvxVnni; break;
@@ -274,6 +321,7 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
   pm.panels_ = detail::ceil_div(N, lay.nr);
   pm.panel_bytes_ = detail::round_up(pm.kp_ * lay.nr * lay.b_elem, 64);
   pm.zero_point_ = zero_point;
+  pm.a_shift_ = fmt == detail::Format::kAvx2FixA ? a_shift : 0;
   pm.col_sums_.assign(static_cast<std::size_t>(N), 0);
   pm.data_.reserve(static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
   std::memset(pm.data_.data(), 0, static_cast<std::size_t>(pm.panels_ * pm.panel_bytes_));
@@ -360,6 +408,71 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
 inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zero_point,
                            Path path) {
   return detail_pack_b(b, K, N, ldb, layout, zero_point, path, -1);
+}
+
+namespace detail {
+// The a_shift for the A-fixed quads under which the most adjacent K pairs of
+// `rows` rows spread over A (M x K) need no repair, and how many pairs do
+// need one then. A pair (d0, d1) = (A - za) is left alone for the shifts s
+// with 0 <= d0 + s, d1 + s and d0 + d1 + 2 s <= 255 (fix_a_pair), an interval
+// of s; one pass adds up the intervals.
+template <class TA>
+std::pair<std::int32_t, Index> choose_a_shift(const TA* a, Index M, Index K, Index lda, std::int32_t za, Index rows) {
+  std::vector<Index> diff(257, 0);
+  Index pairs = 0;
+  for (Index r = 0; r < rows; ++r) {
+    const TA* row = a + (r * M / rows) * lda;
+    for (Index k = 0; k + 1 < K; k += 2) {
+      const int d0 = row[k] - za, d1 = row[k + 1] - za;
+      const int t = 255 - d0 - d1;
+      const int lo = std::max({0, -d0, -d1});
+      const int hi = std::min(255 - d0, t >= 0 ? t / 2 : -((1 - t) / 2));
+      ++pairs;
+      if (lo <= hi && lo <= 255) {
+        ++diff[static_cast<std::size_t>(lo)];
+        --diff[static_cast<std::size_t>(std::min(hi, 255) + 1)];
+      }
+    }
+  }
+  Index run = 0, best = -1;
+  std::int32_t shift = kAvx2DefaultAShift;
+  for (std::int32_t s = 0; s < 256; ++s) {
+    run += diff[static_cast<std::size_t>(s)];
+    if (run > best) best = run, shift = s;
+  }
+  return {shift, pairs - std::max<Index>(best, 0)};
+}
+}  // namespace detail
+
+// Packs B (as pack_b) for multiplying the given A, or A like it (M x K, row
+// stride lda, zero point a_zero_point). On the AVX2 path, when B alone would
+// need the int16 pairs, it looks at up to 64 rows of A and takes the A-fixed
+// quads with the a_shift that needs the fewest repairs there, if they are
+// rare enough (see the header). Results are exact for every A whatever the
+// format; only speed depends on how much a later A resembles this one. Other
+// paths ignore A.
+template <class TA>
+PackedMatrix pack_b_for_a(const TA* a, Index M, Index lda, std::int32_t a_zero_point, const std::int8_t* b, Index K,
+                          Index N, Index ldb, BLayout layout, std::int32_t zero_point, Path path) {
+  static_assert(std::is_same<TA, std::uint8_t>::value || std::is_same<TA, std::int8_t>::value,
+                "pack_b_for_a: A must be uint8_t or int8_t");
+  int avx2_format = -1;
+  std::int32_t a_shift = detail::kAvx2DefaultAShift;
+  if (path == Path::kAvx2 && b != nullptr && K >= 1 && N >= 1 && ldb >= (layout == BLayout::kKxN ? N : K)) {
+    QAWARE_CHECK(a != nullptr && M >= 1 && lda >= K, "pack_b_for_a: A (M = ", M, ", K = ", K, ", lda = ", lda,
+                 ") is null, empty or has lda < K");
+    const Index b_pairs = N * ((K + 1) / 2);
+    if (detail::count_unsafe_b_pairs(b, K, N, ldb, layout) * detail::kAvx2MaxCorrectionRatio <= b_pairs) {
+      avx2_format = 1;
+    } else {
+      const Index rows = std::min<Index>(M, 64);
+      const auto choice = detail::choose_a_shift(a, M, K, lda, a_zero_point, rows);
+      a_shift = choice.first;
+      const Index best = choice.second;
+      avx2_format = best * detail::kAvx2MaxACorrectionRatio <= rows * (K / 2) ? 2 : 0;
+    }
+  }
+  return detail_pack_b(b, K, N, ldb, layout, zero_point, path, avx2_format, a_shift);
 }
 
 // Packs B for the best enabled path (see enabled_paths()).

@@ -103,18 +103,23 @@ inline void quantized_linear_forward(const float* x, const float* w, const float
       recover_codes(w + o * IN, wc.data() + o * IN, IN, s, 0, wq.quant_min, wq.quant_max);
     }
   });
-  const gemm::PackedMatrix packed = gemm::pack_b(wc.data(), IN, OUT, IN, gemm::BLayout::kNxK);
-
   gemm::Dequantize dq;
   dq.a_scale = xq.scale;
   dq.b_scales = wq.scales.data();
   dq.b_scale_count = S;
   dq.bias = b;
   const gemm::Output out = gemm::Output::dequantize(y, OUT, dq);
+  // The weight is packed with the input codes in view, so that the AVX2 path
+  // can keep its fast format for freshly initialised weights (packed_matrix.hpp).
+  auto run = [&](const auto& codes) {
+    const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes.data(), R, IN, xq.zero_point, wc.data(), IN, OUT, IN,
+                                                         gemm::BLayout::kNxK, 0, gemm::best_path());
+    gemm::gemm(codes.data(), R, IN, IN, xq.zero_point, packed, out);
+  };
   if (a_unsigned) {
-    gemm::gemm(input_codes<std::uint8_t>(x, R * IN, xq).data(), R, IN, IN, xq.zero_point, packed, out);
+    run(input_codes<std::uint8_t>(x, R * IN, xq));
   } else {
-    gemm::gemm(input_codes<std::int8_t>(x, R * IN, xq).data(), R, IN, IN, xq.zero_point, packed, out);
+    run(input_codes<std::int8_t>(x, R * IN, xq));
   }
 }
 

@@ -51,7 +51,7 @@ inline void compiler_barrier() { __asm__ volatile("" ::: "memory"); }
 struct AmxKernel {
   static constexpr Path kPath = Path::kAmx;
   static constexpr Format kFormat = Format::kAmx;
-  static constexpr bool kFixup = false;
+  static constexpr Fixup kFixup = Fixup::kNone;
   static constexpr Index MR = 32, NR = 32, G = 64, KC = 512;
   static constexpr std::int32_t kShiftSigned = 0;
   using AElem = std::uint8_t;  // int8 A is kept as its bit pattern

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "qaware/gemm/kernels/common.hpp"
 
@@ -40,10 +41,31 @@ namespace qaware {
 namespace gemm {
 namespace detail {
 
+// The R x NV ymm accumulators of an R x (8 NV) int32 tile (row stride NR):
+// loaded from the tile, or zero when not accumulating; and stored back.
+template <int R, int NV, Index NR>
+QAWARE_GEMM_TARGET_AVX2 inline void tile_load(__m256i (&acc)[R][NV], const std::int32_t* tile, bool accumulate) {
+  QAWARE_GEMM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    QAWARE_GEMM_UNROLL
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8 * v))
+                             : _mm256_setzero_si256();
+  }
+}
+template <int R, int NV, Index NR>
+QAWARE_GEMM_TARGET_AVX2 inline void tile_store(const __m256i (&acc)[R][NV], std::int32_t* tile) {
+  QAWARE_GEMM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    QAWARE_GEMM_UNROLL
+    for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8 * v), acc[r][v]);
+  }
+}
+
 struct Avx2Kernel {
   static constexpr Path kPath = Path::kAvx2;
   static constexpr Format kFormat = Format::kAvx2Pairs;
-  static constexpr bool kFixup = false;
+  static constexpr Fixup kFixup = Fixup::kNone;
   static constexpr Index MR = 6, NR = 16, G = 2, KC = 256;
   static constexpr std::int32_t kShiftSigned = 0;
   using AElem = std::int16_t;
@@ -60,13 +82,7 @@ struct Avx2Kernel {
                                                         bool accumulate, std::int32_t* tile) {
     constexpr int NV = static_cast<int>(NR / 8);
     __m256i acc[R][NV];
-    QAWARE_GEMM_UNROLL
-    for (int r = 0; r < R; ++r) {
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < NV; ++v)
-        acc[r][v] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8 * v))
-                               : _mm256_setzero_si256();
-    }
+    tile_load<R, NV, NR>(acc, tile, accumulate);
     const Index pairs = kc / 2;
     for (Index t = 0; t < pairs; ++t) {
       const std::int16_t* bt = b + t * (NR * 2);
@@ -82,11 +98,7 @@ struct Avx2Kernel {
         }
       }
     }
-    QAWARE_GEMM_UNROLL
-    for (int r = 0; r < R; ++r) {
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8 * v), acc[r][v]);
-    }
+    tile_store<R, NV, NR>(acc, tile);
   }
 
   QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
@@ -110,10 +122,50 @@ struct Avx2Kernel {
   }
 };
 
+// R rows (1..4) x 24 columns of 4-deep K quads on vpmaddubsw (u8 A x s8 B):
+// int16 pair sums (exact: the formats bound every pair to 255 * 128), then
+// int32 quad sums.
+template <int R, class AT, class BT>
+QAWARE_GEMM_TARGET_AVX2 inline void quads_micro_rows(const AT* a, const BT* b, Index kc, bool accumulate,
+                                                     std::int32_t* tile) {
+  constexpr Index MR = 4, NR = 24;
+  constexpr int NV = static_cast<int>(NR / 8);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[R][NV];
+  tile_load<R, NV, NR>(acc, tile, accumulate);
+  const Index quads = kc / 4;
+  for (Index q = 0; q < quads; ++q) {
+    const BT* bq = b + q * (NR * 4);
+    QAWARE_GEMM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      std::int32_t quad;
+      std::memcpy(&quad, a + q * (MR * 4) + r * 4, 4);
+      const __m256i x = _mm256_set1_epi32(quad);
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v) {
+        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 32 * v));
+        acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, bv), ones));
+      }
+    }
+  }
+  tile_store<R, NV, NR>(acc, tile);
+}
+
+// The row-count dispatch of the quads kernels (3 rounds up to 4, as in Avx2Kernel).
+template <class AT, class BT>
+QAWARE_GEMM_TARGET_AVX2 inline void quads_micro(const AT* a, const BT* b, Index kc, int rows, bool accumulate,
+                                                std::int32_t* tile) {
+  switch (rows) {
+    case 1: quads_micro_rows<1>(a, b, kc, accumulate, tile); break;
+    case 2: quads_micro_rows<2>(a, b, kc, accumulate, tile); break;
+    default: quads_micro_rows<4>(a, b, kc, accumulate, tile); break;
+  }
+}
+
 struct Avx2QuadsKernel {
   static constexpr Path kPath = Path::kAvx2;
   static constexpr Format kFormat = Format::kAvx2Quads;
-  static constexpr bool kFixup = true;
+  static constexpr Fixup kFixup = Fixup::kB;
   static constexpr Index MR = 4, NR = 24, G = 4, KC = kAvx2QuadsKC;
   static constexpr std::int32_t kShiftSigned = 128;
   using AElem = std::uint8_t;
@@ -125,50 +177,9 @@ struct Avx2QuadsKernel {
                                                  : static_cast<AElem>(v);
   }
 
-  template <int R>
-  QAWARE_GEMM_TARGET_AVX2 static inline void micro_rows(const std::uint8_t* a, const std::int8_t* b, Index kc,
-                                                        bool accumulate, std::int32_t* tile) {
-    constexpr int NV = static_cast<int>(NR / 8);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[R][NV];
-    QAWARE_GEMM_UNROLL
-    for (int r = 0; r < R; ++r) {
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < NV; ++v)
-        acc[r][v] = accumulate ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * NR + 8 * v))
-                               : _mm256_setzero_si256();
-    }
-    const Index quads = kc / 4;
-    for (Index q = 0; q < quads; ++q) {
-      const std::int8_t* bq = b + q * (NR * 4);
-      QAWARE_GEMM_UNROLL
-      for (int r = 0; r < R; ++r) {
-        std::int32_t quad;
-        std::memcpy(&quad, a + q * (MR * 4) + r * 4, 4);
-        const __m256i x = _mm256_set1_epi32(quad);
-        // int16 pair sums (exact: pack_b bounded every pair), then int32 quad sums.
-        QAWARE_GEMM_UNROLL
-        for (int v = 0; v < NV; ++v) {
-          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 32 * v));
-          acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, bv), ones));
-        }
-      }
-    }
-    QAWARE_GEMM_UNROLL
-    for (int r = 0; r < R; ++r) {
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < NV; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * NR + 8 * v), acc[r][v]);
-    }
-  }
-
   QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
                                             bool accumulate, std::int32_t* tile) {
-    const std::int8_t* b = static_cast<const std::int8_t*>(bsub);
-    switch (rows) {  // 3 rounds up to 4, as in Avx2Kernel
-      case 1: micro_rows<1>(a, b, kc, accumulate, tile); break;
-      case 2: micro_rows<2>(a, b, kc, accumulate, tile); break;
-      default: micro_rows<4>(a, b, kc, accumulate, tile); break;
-    }
+    quads_micro(a, static_cast<const std::int8_t*>(bsub), kc, rows, accumulate, tile);
   }
 
   // tile[r][j] += A[r][k] * value for the corrections of panel j, K block k0 / KC.
@@ -187,6 +198,158 @@ struct Avx2QuadsKernel {
                                                                   unsigned char* shared, unsigned char* scratch,
                                                                   Index t0, Index t1) {
     drive<Avx2QuadsKernel>(p, pl, shared, scratch, t0, t1);
+  }
+};
+
+// The A-fixed quads (packed_matrix.hpp): B as given, no corrections on its
+// side; each call's packing of A stores A' = A - za + a_shift as uint8 with
+// adjacent values bounded (fix_a_pair) and records the few it changed, whose
+// residuals r = A' - e add r * B[k][n] to their whole row. To the rest of the
+// machinery A' is an uint8 A with zero point a_shift: sum_k (A' - a_shift)
+// (B - zb) = sum_k (A - za)(B - zb).
+struct Avx2FixAKernel {
+  static constexpr Path kPath = Path::kAvx2;
+  static constexpr Format kFormat = Format::kAvx2FixA;
+  static constexpr Fixup kFixup = Fixup::kA;
+  static constexpr Index MR = 4, NR = 24, G = 4, KC = kAvx2QuadsKC;
+  static constexpr std::int32_t kShiftSigned = 0;
+  using AElem = std::uint8_t;
+  using BElem = std::int8_t;
+
+  QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
+                                            bool accumulate, std::int32_t* tile) {
+    quads_micro(a, static_cast<const std::int8_t*>(bsub), kc, rows, accumulate, tile);
+  }
+
+  // Packs rows [m0, m0 + rows) of A in pack_a_block's layout, as A' bounded
+  // pair by pair, and records the changed values as RowCorrections grouped by
+  // (MR-row panel, K block): group g = panel * ceil(kp / KC) + block spans
+  // fixes[starts[g] .. starts[g + 1]). row_off[r] = -zb sum_k A'[r][k].
+  // Four full rows x 16 K values at a time take a vector path when none of
+  // their values needs a change (the common case), else the pair loop.
+  template <class TA>
+  QAWARE_GEMM_TARGET_AVX2 static void pack_a(const Problem& p, Index m0, Index rows, Index kp, AElem* dst,
+                                             std::int32_t* row_off, RowCorrection* fixes, std::int32_t* starts) {
+    const TA* a = static_cast<const TA*>(p.a);
+    const Index K = p.K, kblocks = ceil_div(kp, KC);
+    const int off = p.b->a_shift() - p.a_zp;
+    const Index panels = ceil_div(rows, MR);
+    std::int32_t count = 0;
+    // The pair loop over K [ka, kz) of row r of panel pdst (row `row` of the block).
+    auto pairs = [&](AElem* pdst, Index r, const TA* src, Index ka, Index kz, std::int32_t& sum) {
+      AElem* out = pdst + r * 4;
+      for (Index k = ka; k < kz; k += 2) {
+        const int x0 = k < K ? src[k] + off : 0, x1 = k + 1 < K ? src[k + 1] + off : 0;  // 0 past K
+        int e0, e1;
+        fix_a_pair(x0, x1, e0, e1);
+        out[(k / 4) * (MR * 4) + (k % 4)] = static_cast<AElem>(e0);
+        out[(k / 4) * (MR * 4) + (k % 4) + 1] = static_cast<AElem>(e1);
+        if (e0 != x0) fixes[count++] = {static_cast<std::int32_t>(k), static_cast<std::int16_t>(r),
+                                        static_cast<std::int16_t>(x0 - e0)};
+        if (e1 != x1) fixes[count++] = {static_cast<std::int32_t>(k + 1), static_cast<std::int16_t>(r),
+                                        static_cast<std::int16_t>(x1 - e1)};
+        sum += x0 + x1;
+      }
+    };
+    const __m256i offv = _mm256_set1_epi16(static_cast<std::int16_t>(off)), ones = _mm256_set1_epi16(1);
+    const __m256i limit = _mm256_set1_epi32(255);
+    for (Index pi = 0; pi < panels; ++pi) {
+      AElem* pdst = dst + pi * (kp * MR);
+      const bool full = (pi + 1) * MR <= rows;
+      for (Index kb = 0; kb < kblocks; ++kb) {
+        starts[pi * kblocks + kb] = count;
+        const Index k0 = kb * KC, k1 = std::min(kp, k0 + KC);
+        Index kv = k0;  // K [k0, kv) done by the vector path
+        if (full) {
+          const TA* src[MR];
+          __m256i sums[MR];
+          std::int32_t fixed_sums[MR] = {0, 0, 0, 0};  // of the chunks the pair loop took
+          for (Index r = 0; r < MR; ++r) {
+            src[r] = a + (m0 + pi * MR + r) * p.lda;
+            sums[r] = _mm256_setzero_si256();
+          }
+          for (; kv + 16 <= std::min(k1, K); kv += 16) {
+            __m128i bytes[MR];
+            __m256i bad = _mm256_setzero_si256();
+            for (Index r = 0; r < MR; ++r) {
+              const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r] + kv));
+              const __m256i wide = std::is_same<TA, std::int8_t>::value ? _mm256_cvtepi8_epi16(raw) : _mm256_cvtepu8_epi16(raw);
+              const __m256i x = _mm256_add_epi16(wide, offv);
+              const __m256i pair = _mm256_madd_epi16(x, ones);  // x0 + x1 per pair
+              // A change is needed where a value is negative or a pair sums past 255.
+              bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi16(_mm256_setzero_si256(), x),
+                                                         _mm256_cmpgt_epi32(pair, limit)));
+              sums[r] = _mm256_add_epi32(sums[r], pair);
+              const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(x, x), 0x08);
+              bytes[r] = _mm256_castsi256_si128(packed);
+            }
+            if (!_mm256_testz_si256(bad, bad)) {
+              // Undo this chunk's sums; the pair loop redoes the chunk with repairs.
+              for (Index r = 0; r < MR; ++r) {
+                const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r] + kv));
+                const __m256i wide = std::is_same<TA, std::int8_t>::value ? _mm256_cvtepi8_epi16(raw) : _mm256_cvtepu8_epi16(raw);
+                sums[r] = _mm256_sub_epi32(sums[r], _mm256_madd_epi16(_mm256_add_epi16(wide, offv), ones));
+                pairs(pdst, r, src[r], kv, kv + 16, fixed_sums[r]);
+              }
+              continue;
+            }
+            // Rows side by side per quad: a 4 x 4 transpose of 32-bit quads.
+            const __m128i t0 = _mm_unpacklo_epi32(bytes[0], bytes[1]), t1 = _mm_unpacklo_epi32(bytes[2], bytes[3]);
+            const __m128i t2 = _mm_unpackhi_epi32(bytes[0], bytes[1]), t3 = _mm_unpackhi_epi32(bytes[2], bytes[3]);
+            __m128i* o = reinterpret_cast<__m128i*>(pdst + (kv / 4) * (MR * 4));
+            _mm_storeu_si128(o, _mm_unpacklo_epi64(t0, t1));
+            _mm_storeu_si128(o + 1, _mm_unpackhi_epi64(t0, t1));
+            _mm_storeu_si128(o + 2, _mm_unpacklo_epi64(t2, t3));
+            _mm_storeu_si128(o + 3, _mm_unpackhi_epi64(t2, t3));
+          }
+          for (Index r = 0; r < MR; ++r) {
+            const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(sums[r]), _mm256_extracti128_si256(sums[r], 1));
+            const __m128i h2 = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+            const std::int32_t v = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 0xb1)));
+            std::int32_t& acc = row_off[pi * MR + r];
+            acc = (kb == 0 ? 0 : acc) + v + fixed_sums[r];
+          }
+        }
+        for (Index r = 0; r < MR; ++r) {
+          const Index row = pi * MR + r;
+          if (row >= rows) {
+            for (Index k = k0; k < k1; ++k) pdst[r * 4 + (k / 4) * (MR * 4) + (k % 4)] = AElem(0);
+            continue;
+          }
+          std::int32_t sum = (kb == 0 && !full) ? 0 : row_off[row];
+          pairs(pdst, r, a + (m0 + row) * p.lda, kv, k1, sum);
+          row_off[row] = sum;
+        }
+      }
+    }
+    starts[panels * kblocks] = count;
+    const std::int32_t zb = p.b->zero_point();
+    for (Index r = 0; r < rows; ++r) row_off[r] = wrap_mul(-zb, row_off[r]);
+  }
+
+  // tile[row][j] += value * B[k][j] for j < NR, for each correction in
+  // [e, end) (all of one MR-row panel and K block; panel = the B panel).
+  QAWARE_GEMM_TARGET_AVX2 static void fixup_a(const unsigned char* panel, const RowCorrection* e,
+                                              const RowCorrection* end, std::int32_t* tile) {
+    const __m128i down = _mm_cvtsi32_si128(24);
+    for (; e != end; ++e) {
+      // Row k of the panel: NR dwords, byte (k % 4) of each is B[k][j].
+      const __m256i* q = reinterpret_cast<const __m256i*>(panel + (e->k / 4) * (NR * 4));
+      const __m128i up = _mm_cvtsi32_si128(24 - 8 * (e->k % 4));
+      const __m256i value = _mm256_set1_epi32(e->value);
+      std::int32_t* t = tile + e->row * NR;
+      for (int v = 0; v < 3; ++v) {
+        const __m256i bk = _mm256_sra_epi32(_mm256_sll_epi32(_mm256_loadu_si256(q + v), up), down);
+        __m256i* tv = reinterpret_cast<__m256i*>(t + 8 * v);
+        _mm256_storeu_si256(tv, _mm256_add_epi32(_mm256_loadu_si256(tv), _mm256_mullo_epi32(value, bk)));
+      }
+    }
+  }
+
+  QAWARE_GEMM_TARGET_AVX2 QAWARE_GEMM_NOINLINE static void worker(const Problem& p, const Plan& pl,
+                                                                  unsigned char* shared, unsigned char* scratch,
+                                                                  Index t0, Index t1) {
+    drive<Avx2FixAKernel>(p, pl, shared, scratch, t0, t1);
   }
 };
 

@@ -28,7 +28,7 @@ namespace detail {
 struct Avx512VnniKernel {
   static constexpr Path kPath = Path::kAvx512Vnni;
   static constexpr Format kFormat = Format::kAvx512Vnni;
-  static constexpr bool kFixup = false;
+  static constexpr Fixup kFixup = Fixup::kNone;
   static constexpr Index MR = 8, NR = 48, G = 4, KC = 256;
   static constexpr std::int32_t kShiftSigned = 128;
   using AElem = std::uint8_t;

@@ -26,7 +26,7 @@ namespace detail {
 struct AvxVnniKernel {
   static constexpr Path kPath = Path::kAvxVnni;
   static constexpr Format kFormat = Format::kAvxVnni;
-  static constexpr bool kFixup = false;
+  static constexpr Fixup kFixup = Fixup::kNone;
   static constexpr Index MR = 6, NR = 16, G = 4, KC = 512;
   static constexpr std::int32_t kShiftSigned = 128;
   using AElem = std::uint8_t;

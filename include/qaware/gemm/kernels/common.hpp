@@ -14,9 +14,12 @@
 //                                   over kc depth; only `rows` rows need be right,
 //                                   but up to MR rows may be written (the packed
 //                                   rows past M are zero, the strip holds them)
-//   kFixup, fixup(b, panel, k0, a, rows, tile)
-//                                   optional exact corrections after a K block
-//                                   (the AVX2 maddubs format)
+//   kFixup                          Fixup::kNone, or which exact corrections
+//                                   follow each K block's micro-kernel call:
+//     kB: fixup(b, panel, k0, a, rows, tile)   recorded in B by pack_b (AVX2 maddubs)
+//     kA: pack_a(p, m0, rows, kp, dst, row_off, fixes, starts) packs A itself
+//         (as A - za + b.a_shift()) and records them; fixup_a(panel, begin,
+//         end, tile) applies them (AVX2 A-fixed quads)
 //   worker(problem, plan, shared, scratch, t0, t1)
 //                                   runs tasks [t0, t1); carries the path's
 //                                   function target attribute so drive(), the
@@ -69,6 +72,17 @@ namespace qaware {
 namespace gemm {
 namespace detail {
 
+// Which exact corrections a kernel applies after each K block (see above).
+enum class Fixup { kNone, kB, kA };
+
+// One A value a kA kernel's packing had to change: C[row][n] += value * B[k][n]
+// for every column n (row within its MR-row panel).
+struct RowCorrection {
+  std::int32_t k;
+  std::int16_t row;
+  std::int16_t value;  // |value| <= 255
+};
+
 // A validated GEMM call.
 struct Problem {
   const void* a = nullptr;
@@ -90,6 +104,9 @@ struct Plan {
   // Scratch: one region of `worker_bytes` per worker, after a shared region.
   std::size_t shared_bytes = 0, worker_bytes = 0;
   std::size_t a_offset = 0, rowoff_offset = 0, tile_offset = 0, ytile_offset = 0;  // within a worker region
+  // kA kernels: room for a block's RowCorrections (at most one per A value) and
+  // their starts per (MR-row panel, K block), also within a worker region.
+  std::size_t fixes_offset = 0, starts_offset = 0;
   // tile: the MC x NR int32 accumulator strip; ytile: its float twin
   // Shared region: column offsets (N int32) and per-column scales (N float).
   std::size_t coloff_offset = 0, scale_offset = 0;
@@ -103,7 +120,8 @@ constexpr Index kABlockBytes = 192 * 1024;
 // panel, so it should share L1 with the B sub-panel rather than evict it.
 constexpr Index kStripBytes = 12 * 1024;
 
-inline Plan make_plan(const Problem& p, int mr, int nr, int a_elem, int threads) {
+// kc: the kernel's K block when it corrects A (Fixup::kA), else 0.
+inline Plan make_plan(const Problem& p, int mr, int nr, int a_elem, int threads, Index kc) {
   Plan pl;
   const PackedMatrix& b = *p.b;
   const Index M = p.M, Kp = b.padded_depth(), panels = b.panels();
@@ -140,6 +158,12 @@ inline Plan make_plan(const Problem& p, int mr, int nr, int a_elem, int threads)
   const std::size_t tile_bytes = align(static_cast<std::size_t>(mc) * static_cast<std::size_t>(b.panel_cols()) * 4);
   pl.ytile_offset = pl.tile_offset + tile_bytes;
   pl.worker_bytes = pl.ytile_offset + tile_bytes;
+  if (kc > 0) {
+    pl.fixes_offset = pl.worker_bytes;
+    pl.starts_offset = pl.fixes_offset + align(static_cast<std::size_t>(mc * Kp) * sizeof(RowCorrection));
+    const std::size_t starts = static_cast<std::size_t>((mc / mr) * ceil_div(Kp, kc) + 1);
+    pl.worker_bytes = pl.starts_offset + align(starts * 4);
+  }
   return pl;
 }
 
@@ -154,12 +178,14 @@ QAWARE_GEMM_INLINE std::int32_t wrap_mul(std::int32_t a, std::int32_t b) {
 
 // Shared per-call data: column offsets and scales.
 //   col_off[n] = -(za + shift) * colsum[n] + K * za * zb
-// where shift = 128 when the kernel stored int8 A as A + 128.
-QAWARE_GEMM_INLINE void prepare_columns(const Problem& p, std::int32_t shift, std::int32_t* col_off, float* scale) {
+// where shift = 128 when the kernel stored int8 A as A + 128, and za is A's
+// zero point as the kernel sees A (a_shift for the A-fixed quads).
+QAWARE_GEMM_INLINE void prepare_columns(const Problem& p, std::int32_t za, std::int32_t shift, std::int32_t* col_off,
+                                        float* scale) {
   const PackedMatrix& b = *p.b;
   const Index N = b.cols();
   const std::int32_t* cs = b.col_sums();
-  const std::int32_t za = p.a_zp, zb = b.zero_point();
+  const std::int32_t zb = b.zero_point();
   const std::int32_t kzz = wrap_mul(wrap_mul(static_cast<std::int32_t>(p.K), za), zb);
   const std::int32_t neg = -(za + shift);
   for (Index n = 0; n < N; ++n) col_off[n] = wrap_add(wrap_mul(neg, cs[n]), kzz);
@@ -303,13 +329,21 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
   std::int32_t* row_off = reinterpret_cast<std::int32_t*>(scratch + pl.rowoff_offset);
   std::int32_t* tile = reinterpret_cast<std::int32_t*>(scratch + pl.tile_offset);
   float* ytile = reinterpret_cast<float*>(scratch + pl.ytile_offset);
+  RowCorrection* fixes = reinterpret_cast<RowCorrection*>(scratch + pl.fixes_offset);
+  std::int32_t* starts = reinterpret_cast<std::int32_t*>(scratch + pl.starts_offset);
   Index packed_block = -1;
   for (Index t = t0; t < t1; ++t) {
     const Index mb = t / pl.n_chunks, nc = t % pl.n_chunks;
     const Index m0 = mb * pl.mc;
     const Index rows = std::min(pl.mc, M - m0);
     if (mb != packed_block) {
-      if (p.a_signed) {
+      if constexpr (Kernel::kFixup == Fixup::kA) {
+        if (p.a_signed) {
+          Kernel::template pack_a<std::int8_t>(p, m0, rows, kp, a_buf, row_off, fixes, starts);
+        } else {
+          Kernel::template pack_a<std::uint8_t>(p, m0, rows, kp, a_buf, row_off, fixes, starts);
+        }
+      } else if (p.a_signed) {
         pack_a_block<Kernel, std::int8_t>(p, m0, rows, kp, a_buf, row_off);
       } else {
         pack_a_block<Kernel, std::uint8_t>(p, m0, rows, kp, a_buf, row_off);
@@ -328,7 +362,11 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
           const AElem* asub = a_buf + i0 * kp + k0 * MR;
           if (k0 == 0) prefetch_output_strip(p.out, m0 + i0, r, j * NR, std::min(NR, N - j * NR));
           Kernel::micro(asub, bsub, kc, r, p.a_signed, k0 > 0, tile + i0 * NR);
-          if constexpr (Kernel::kFixup) Kernel::fixup(b, j, k0, asub, r, tile + i0 * NR);
+          if constexpr (Kernel::kFixup == Fixup::kB) Kernel::fixup(b, j, k0, asub, r, tile + i0 * NR);
+          if constexpr (Kernel::kFixup == Fixup::kA) {
+            const Index slot = (i0 / MR) * ceil_div(kp, Kernel::KC) + k0 / Kernel::KC;
+            Kernel::fixup_a(panel, fixes + starts[slot], fixes + starts[slot + 1], tile + i0 * NR);
+          }
         }
       }
       const Index n0 = j * NR;
@@ -348,13 +386,16 @@ inline AlignedBuffer& workspace() {
 // Kernel::worker on every worker.
 template <class Kernel>
 void run_kernel(const Problem& p) {
-  const Plan pl = make_plan(p, Kernel::MR, Kernel::NR, static_cast<int>(sizeof(typename Kernel::AElem)), num_threads());
+  const Plan pl = make_plan(p, Kernel::MR, Kernel::NR, static_cast<int>(sizeof(typename Kernel::AElem)), num_threads(),
+                            Kernel::kFixup == Fixup::kA ? Kernel::KC : 0);
   const std::size_t total = pl.shared_bytes + pl.worker_bytes * static_cast<std::size_t>(pl.workers);
   AlignedBuffer& ws = workspace();
   ws.reserve(total);
   unsigned char* base = ws.data();
+  // The A-fixed quads see A - za + a_shift as uint8 A with zero point a_shift.
+  const bool fix_a = Kernel::kFixup == Fixup::kA;
   const std::int32_t shift = p.a_signed ? Kernel::kShiftSigned : 0;
-  prepare_columns(p, shift, reinterpret_cast<std::int32_t*>(base + pl.coloff_offset),
+  prepare_columns(p, fix_a ? p.b->a_shift() : p.a_zp, shift, reinterpret_cast<std::int32_t*>(base + pl.coloff_offset),
                   reinterpret_cast<float*>(base + pl.scale_offset));
   unsigned char* workers_base = base + pl.shared_bytes;
   const Index W = pl.workers;

@@ -15,7 +15,7 @@ namespace detail {
 struct ScalarKernel {
   static constexpr Path kPath = Path::kScalar;
   static constexpr Format kFormat = Format::kScalar;
-  static constexpr bool kFixup = false;
+  static constexpr Fixup kFixup = Fixup::kNone;
   static constexpr Index MR = 4, NR = 8, G = 1, KC = 256;
   static constexpr std::int32_t kShiftSigned = 0;
   using AElem = std::int16_t;
