@@ -97,9 +97,10 @@ constexpr Index kAvx2QuadsKC = 512;
 // The maddubs format is used when at most 1 in this many K pairs needs a correction.
 constexpr Index kAvx2MaxCorrectionRatio = 512;
 // pack_b_for_a takes the A-fixed quads when at most 1 in this many of the
-// shown A's K pairs needs a repair (each costs about as much as 4 pairs of
-// the kernel, so at this ratio the format still beats the int16 pairs).
-constexpr Index kAvx2MaxACorrectionRatio = 20;
+// shown A's K pairs needs a repair. Each costs several pairs' worth of kernel
+// work; measured on Zen 3 (768 x 768 x 1024), the format beat the int16 pairs
+// by 1.1-1.2x at 1.8-2.5 % repairs and lost at 5.3 %.
+constexpr Index kAvx2MaxACorrectionRatio = 25;
 // The a_shift of an A-fixed PackedMatrix packed without a view of A.
 constexpr std::int32_t kAvx2DefaultAShift = 64;
 
