@@ -1,5 +1,6 @@
 // Tape mechanics: reverse-order backward, += accumulation across fan-out,
-// gradients only where needed, Params receiving gradients in place, clearing.
+// gradients only where needed, Params receiving gradients in place, clearing,
+// and grad slots (a first write that overwrites a fresh buffer).
 
 #include <gtest/gtest.h>
 
@@ -116,6 +117,62 @@ TEST(TapeTest, BackwardNeedsOneElementLossOrMatchingSeed) {
   Var<double> y = linear(x, w);
   EXPECT_THROW(tape.backward(y), Error);
   EXPECT_THROW(tape.backward(y, DynTensor<double>(Shape{4}, 1.0)), Error);
+}
+
+TEST(TapeTest, GradSlotIsFreshOnlyForTheFirstWriteToANodesOwnBuffer) {
+  Param<double> p(filled({2, 2}, 1.0, 1.0));
+  Tape<double> tape;
+  Var<double> x = tape.leaf(filled({3, 2}, 0.5, 0.5));
+  Var<double> c = tape.constant(filled({3, 2}, 0.0, 1.0));
+  Var<double> w = tape.param(p);
+  EXPECT_FALSE(tape.has_grad(x));
+  const auto first = tape.grad_slot(x);
+  EXPECT_TRUE(first.fresh);
+  EXPECT_TRUE(tape.has_grad(x));  // counts as having a gradient once handed out
+  for (Index i = 0; i < 6; ++i) first.data[i] = 2.0;
+  const auto second = tape.grad_slot(x);
+  EXPECT_FALSE(second.fresh);
+  EXPECT_EQ(second.data, first.data);
+  EXPECT_EQ(tape.grad(x)[5], 2.0);
+  // A Param's gradient is external and holds earlier steps: never fresh.
+  const auto ps = tape.grad_slot(w);
+  EXPECT_FALSE(ps.fresh);
+  EXPECT_EQ(ps.data, p.grad().data());
+  // A node that needs no gradient has no slot.
+  EXPECT_THROW(tape.grad_slot(c), Error);
+  EXPECT_EQ(tape.grad_slot_if_needed(c).data, nullptr);
+  EXPECT_FALSE(tape.grad_slot_if_needed(c).fresh);
+}
+
+TEST(TapeTest, GradOnAFreshNodeIsZerosEvenOnRecycledMemory) {
+  // Grad slots are uninitialised; grad() must still zero-fill. Free a large
+  // buffer full of garbage first so the buffer cache may hand it back.
+  const Shape s{256, 256};
+  { DynTensor<double> junk(s, 12345.0); }
+  Tape<double> tape;
+  Var<double> x = tape.leaf(DynTensor<double>(s, 1.0));
+  const DynTensor<double>& g = tape.grad(x);
+  for (Index i = 0; i < g.numel(); ++i) ASSERT_EQ(g[i], 0.0) << "at " << i;
+  // A later slot on it accumulates.
+  EXPECT_FALSE(tape.grad_slot(x).fresh);
+}
+
+TEST(TapeTest, SameNodeAsBothInputsOverwritesThenAccumulates) {
+  // y = x W^T with W = x (square): the backward writes dx first (fresh) and
+  // adds dW into the same buffer; both terms must be there.
+  Tape<double> tape;
+  const DynTensor<double> xv = filled({3, 3}, -0.4, 0.1);
+  Var<double> x = tape.leaf(xv);
+  Var<double> y = linear(x, x);
+  const DynTensor<double> dy = filled({3, 3}, 0.3, -0.05);
+  tape.backward(y, dy);
+  // d/dx sum(dy * x x^T) = dy x + dy^T x.
+  for (Index i = 0; i < 3; ++i)
+    for (Index k = 0; k < 3; ++k) {
+      double e = 0.0;
+      for (Index j = 0; j < 3; ++j) e += dy[i * 3 + j] * xv[j * 3 + k] + dy[j * 3 + i] * xv[j * 3 + k];
+      EXPECT_NEAR(x.grad()[i * 3 + k], e, 1e-15);
+    }
 }
 
 TEST(LinearTest, BackwardMatchesFiniteDifferences) {

@@ -1,10 +1,13 @@
 // dropout: identity outside training, the mask's statistics and scale,
-// determinism (seed and thread count), the backward's reuse of the mask,
-// finite differences with the same seed per evaluation, and bad p.
+// determinism (seed and thread count), the mask against its definition on
+// the AVX2 and scalar paths, the backward's reuse of the mask, finite
+// differences with the same seed per evaluation, and bad p.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include "ops_test_util.hpp"
 #include "qaware/ops/dropout.hpp"
@@ -69,6 +72,66 @@ TEST(DropoutTest, DeterministicGivenRngStateAndIndependentOfThreads) {
   dropout(tape.constant(xv), 0.1f, used, true);
   reference.next_u64();
   EXPECT_EQ(used.snapshot().s, reference.snapshot().s);
+}
+
+TEST(DropoutTest, KeptFractionWithinABinomialBound) {
+  // 2^20 float elements (the AVX2 path where the CPU has it) for several p:
+  // the kept count is Binomial(N, 1 - p); 6 standard deviations.
+  const Index N = Index(1) << 20;
+  const DynTensor<float> xv(Shape{N}, 1.0f);
+  for (const float p : {0.1f, 0.5f, 0.9f}) {
+    Tape<float> tape;
+    Rng rng(31);
+    Var<float> y = dropout(tape.constant(xv), p, rng, true);
+    Index kept = 0;
+    for (Index i = 0; i < N; ++i) kept += y.value()[i] != 0.0f;
+    const double q = 1.0 - static_cast<double>(p), n = static_cast<double>(N);
+    EXPECT_LE(std::abs(static_cast<double>(kept) - n * q), 6.0 * std::sqrt(n * q * (1.0 - q))) << "p = " << p;
+  }
+}
+
+TEST(DropoutTest, OneAndTwoThreadsGiveTheSameMask) {
+  // Large enough that two threads split it (several parallel chunks), with
+  // a tail that is not a whole mask byte.
+  const Index N = 300001;
+  const DynTensor<float> xv = test::uniform<float>(Shape{N}, 32, 0.5, 1.5);
+  const DynTensor<float> dy = test::uniform<float>(Shape{N}, 33);
+  auto run = [&](int threads) {
+    set_num_threads(threads);
+    Tape<float> tape;
+    Var<float> x = tape.leaf(xv);
+    Rng rng(34);
+    Var<float> y = dropout(x, 0.2f, rng, true);
+    tape.backward(y, dy);
+    set_num_threads(0);
+    return std::make_pair(y.value(), x.grad());
+  };
+  const auto one = run(1), two = run(2);
+  for (Index i = 0; i < N; ++i) {
+    ASSERT_EQ(one.first[i], two.first[i]) << "at " << i;
+    ASSERT_EQ(one.second[i], two.second[i]) << "at " << i;
+  }
+}
+
+TEST(DropoutTest, MaskFollowsItsDefinitionOnEveryPath) {
+  // Element i is kept iff ops::dropout_detail::kept(seed, threshold, i),
+  // seed being the one number drawn from the Rng: float (AVX2 where
+  // available) and double (scalar) alike, tails included.
+  const Index N = 10007;
+  const double p = 0.37;
+  Rng probe(35);
+  const std::uint64_t seed = probe.next_u64();
+  const std::uint64_t thr = ops::dropout_detail::threshold(p);
+  auto check = [&](auto zero) {
+    using S = decltype(zero);
+    Tape<S> tape;
+    Rng rng(35);
+    Var<S> y = dropout(tape.constant(DynTensor<S>(Shape{N}, S(1))), static_cast<S>(p), rng, true);
+    for (Index i = 0; i < N; ++i)
+      ASSERT_EQ(y.value()[i] != S(0), ops::dropout_detail::kept(seed, thr, i)) << "at " << i;
+  };
+  check(0.0f);
+  check(0.0);
 }
 
 TEST(DropoutTest, BackwardUsesTheForwardMask) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "qaware/core/rng.hpp"
+#include "qaware/ops/add.hpp"
 #include "qaware/quant/fake_quantize.hpp"
 #include "quant_test_util.hpp"
 
@@ -253,6 +254,43 @@ TEST(FakeQuantizeTest, TapeOpAccumulatesAndSkipsConstants) {
   EXPECT_EQ(p.grad()[1], 1.0f);  // 10 / 0.1 = 100 > 7: masked by the clipped STE only
   Var<float> k = tape.constant(x);
   EXPECT_FALSE(fake_quantize_per_tensor_affine(k, 0.1f, 0, -8, 7).requires_grad());
+}
+
+TEST(FakeQuantizeTest, FirstGradientWriteOverwritesAndEqualsAccumulatingIntoZeros) {
+  // x feeds two fake-quantize ops: the later op's backward writes x's fresh
+  // gradient buffer (=), the earlier one adds (+=). On every ISA and STE
+  // mode the result is bitwise the old one, where both added into zeros
+  // (forced by asking for tape.grad(x) first), signed zeros included; and it
+  // is the sum of each op's gradient alone. 203 elements: a SIMD body, a
+  // tail, and gradients dy * 0 = -0 for masked negative dy.
+  Rng rng(11);
+  DynTensor<float> xv({203}), dy({203});
+  init::normal(xv, rng, 0.0, 1.0);
+  init::normal(dy, rng, 0.0, 1.0);
+  auto grad = [&](bool first, bool second, bool zeroed, SteMode ste) {
+    Tape<float> tape;
+    Var<float> x = tape.leaf(xv);
+    Var<float> y1 = fake_quantize_per_tensor_affine(x, 0.02f, 0, -8, 7, ste);
+    Var<float> y2 = fake_quantize_per_tensor_affine(x, 0.05f, 3, -16, 15, ste);
+    Var<float> y = first && second ? y1 + y2 : first ? y1 : y2;
+    if (zeroed) tape.grad(x);
+    tape.backward(y, dy);
+    return x.grad();
+  };
+  for (auto isa : test::runnable_isas()) {
+    test::IsaLimit limit(isa);
+    for (SteMode ste : {SteMode::Clipped, SteMode::PassThrough}) {
+      const DynTensor<float> both = grad(true, true, false, ste), a = grad(true, false, false, ste);
+      const DynTensor<float> b = grad(false, true, false, ste), both_zeroed = grad(true, true, true, ste);
+      const DynTensor<float> a_zeroed = grad(true, false, true, ste);
+      for (Index i = 0; i < xv.numel(); ++i) {
+        ASSERT_EQ(std::signbit(a[i]), std::signbit(a_zeroed[i])) << "at " << i;
+        ASSERT_EQ(a[i], a_zeroed[i]) << "at " << i;
+        ASSERT_EQ(both[i], both_zeroed[i]) << "at " << i;
+        ASSERT_EQ(both[i], a[i] + b[i]) << "at " << i;
+      }
+    }
+  }
 }
 
 TEST(FakeQuantizeTest, DoubleInstantiationAgreesOnExactCases) {

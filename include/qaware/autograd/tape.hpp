@@ -8,7 +8,10 @@
 //
 // Contracts (DESIGN.md, "Autograd tape"):
 // - Backward functions accumulate (+=) into gradients that start at zero, so
-//   fan-out and residual connections are right by construction.
+//   fan-out and residual connections are right by construction. An op that
+//   writes every element of an input's gradient may instead ask for a
+//   GradSlot: the first write to a node's gradient then overwrites a fresh,
+//   uninitialised buffer (no zero fill, no read), and later ones accumulate.
 // - A node requires a gradient when any of its inputs does; nodes that do not
 //   keep no backward closure, and ops skip input gradients nobody needs.
 // - Params (value + grad) outlive the tape. tape.param(p) puts p on the tape
@@ -117,7 +120,8 @@ class Tape {
  public:
   using VarT = Var<Scalar>;
   // Called during backward with the node's output gradient. It must add (+=)
-  // into the gradients of the node's inputs that require one.
+  // into the gradients of the node's inputs that require one (or overwrite a
+  // fresh grad_slot()).
   using BackwardFn = std::function<void(Tape& tape, const DynTensor<Scalar>& grad_out)>;
 
   Tape() = default;
@@ -178,6 +182,31 @@ class Tape {
                  ") does not require a gradient");
     return n.grad_buffer();
   }
+  // The gradient buffer of v for a backward that writes every element:
+  // fresh = the buffer was just allocated uninitialised and the caller MUST
+  // overwrite all of it; otherwise (written before, or a Param's gradient)
+  // the caller adds into it. Either way the node then counts as having a
+  // gradient. A backward that writes several inputs must ask for each slot
+  // just before writing it: two inputs may be the same node (mul(x, x)), and
+  // the second slot is fresh only if the first was never written.
+  struct GradSlot {
+    Scalar* data;
+    bool fresh;
+  };
+  GradSlot grad_slot(VarT v) {
+    Node& n = node(v);
+    QAWARE_CHECK(n.requires_grad, "Tape::grad_slot: node ", v.id(), " (shape ", n.value().shape().str(),
+                 ") does not require a gradient");
+    const bool fresh = n.external_grad == nullptr && !n.grad_allocated;
+    if (fresh) {
+      n.own_grad = DynTensor<Scalar>(n.own_value.shape());
+      n.grad_allocated = true;
+    }
+    return {n.grad_buffer().data(), fresh};
+  }
+  // grad_slot(v) when v requires a gradient, else {nullptr, false}.
+  GradSlot grad_slot_if_needed(VarT v) { return requires_grad(v) ? grad_slot(v) : GradSlot{nullptr, false}; }
+
   // Whether a gradient has been accumulated into v yet.
   bool has_grad(VarT v) const {
     const Node& n = node(v);

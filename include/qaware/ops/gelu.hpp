@@ -51,36 +51,39 @@ void gelu_forward(const Scalar* x, Scalar* y, Index N, GeluApprox approx) {
   });
 }
 
-// dx (N) += dy * gelu'(x):
+// dx (N) += dy * gelu'(x) (= when overwrite):
 //   Erf:  gelu'(x) = (1 + erf(x / sqrt 2)) / 2 + x exp(-x^2 / 2) / sqrt(2 pi);
 //   Tanh: with u = sqrt(2/pi) (x + k x^3) and t = tanh(u),
 //         gelu'(x) = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 k x^2) / 2,
 //         where 1 - t^2 = sech^2(u) = 4 e / (1 + e)^2 with e = exp(-2 |u|)
 //         (1 - t * t cancels in float once t is near 1: 3.5e-6 error at x ~ 5).
 template <typename Scalar>
-void gelu_backward(const Scalar* dy, const Scalar* x, Scalar* dx, Index N, GeluApprox approx) {
+void gelu_backward(const Scalar* dy, const Scalar* x, Scalar* dx, Index N, GeluApprox approx, bool overwrite = false) {
   using namespace gelu_detail;
   const Scalar half(0.5), one(1), c_erf(kInvSqrt2), c_pdf(kInvSqrt2Pi), beta(kSqrt2OverPi), kappa(kKappa);
-  parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
-    ConstArrayMap<Scalar> X(x + lo, hi - lo), G(dy + lo, hi - lo);
-    ArrayMap<Scalar> D(dx + lo, hi - lo);
-    if (approx == GeluApprox::Erf) {
-      D += G * (half * (one + (X * c_erf).erf()) + X * c_pdf * (-half * X.square()).exp());
-      return;
-    }
-    // Tiles with stack temporaries: a heap temporary per chunk (128 KB,
-    // served by mmap) made this five times slower.
-    constexpr Index kTile = 256;
-    using Tile = Eigen::Array<Scalar, Eigen::Dynamic, 1, 0, kTile, 1>;
-    for (Index t0 = 0; t0 < hi - lo; t0 += kTile) {
-      const Index n = std::min(kTile, hi - lo - t0);
-      const auto Xt = X.segment(t0, n);
-      const Tile u = beta * (Xt + kappa * Xt.cube());
-      const Tile e = (Scalar(-2) * u.abs()).exp();
-      const auto sech2 = Scalar(4) * e / (one + e).square();
-      D.segment(t0, n) += G.segment(t0, n) * (half * (one + u.tanh()) +
-                                              half * Xt * sech2 * beta * (one + Scalar(3) * kappa * Xt.square()));
-    }
+  detail::for_mode(overwrite, [&](auto mode) {
+    parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
+      ConstArrayMap<Scalar> X(x + lo, hi - lo), G(dy + lo, hi - lo);
+      ArrayMap<Scalar> D(dx + lo, hi - lo);
+      if (approx == GeluApprox::Erf) {
+        detail::put(mode, D, G * (half * (one + (X * c_erf).erf()) + X * c_pdf * (-half * X.square()).exp()));
+        return;
+      }
+      // Tiles with stack temporaries: a heap temporary per chunk (128 KB,
+      // served by mmap) made this five times slower.
+      constexpr Index kTile = 256;
+      using Tile = Eigen::Array<Scalar, Eigen::Dynamic, 1, 0, kTile, 1>;
+      for (Index t0 = 0; t0 < hi - lo; t0 += kTile) {
+        const Index n = std::min(kTile, hi - lo - t0);
+        const auto Xt = X.segment(t0, n);
+        const Tile u = beta * (Xt + kappa * Xt.cube());
+        const Tile e = (Scalar(-2) * u.abs()).exp();
+        const auto sech2 = Scalar(4) * e / (one + e).square();
+        detail::put(mode, D.segment(t0, n),
+                    G.segment(t0, n) * (half * (one + u.tanh()) +
+                                        half * Xt * sech2 * beta * (one + Scalar(3) * kappa * Xt.square())));
+      }
+    });
   });
 }
 
@@ -93,7 +96,8 @@ Var<Scalar> gelu(Var<Scalar> x, GeluApprox approx = GeluApprox::Erf) {
   const Index N = y.numel();
   ops::gelu_forward(x.value().data(), y.data(), N, approx);
   return x.tape().record(std::move(y), {x}, [x, N, approx](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::gelu_backward(dy.data(), t.value(x).data(), t.grad(x).data(), N, approx);
+    const auto dx = t.grad_slot(x);
+    ops::gelu_backward(dy.data(), t.value(x).data(), dx.data, N, approx, dx.fresh);
   });
 }
 

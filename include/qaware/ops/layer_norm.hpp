@@ -44,13 +44,14 @@ void layer_norm_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scala
 }
 
 // Accumulates, with xhat = (x - mean) * rstd and dn = dy * w:
-//   dx (R, C) += rstd * (dn - mean_C(dn) - xhat * mean_C(dn * xhat)),
+//   dx (R, C) += rstd * (dn - mean_C(dn) - xhat * mean_C(dn * xhat)) (= when
+//   overwrite_dx),
 //   dw (C) += sum over rows of dy * xhat,   db (C) += sum over rows of dy.
 // A null output is not computed. dw and db are reduced over fixed blocks of
 // rows, so the result does not depend on the thread count.
 template <typename Scalar>
 void layer_norm_backward(const Scalar* dy, const Scalar* x, const Scalar* w, const Scalar* mean, const Scalar* rstd,
-                         Scalar* dx, Scalar* dw, Scalar* db, Index R, Index C) {
+                         Scalar* dx, Scalar* dw, Scalar* db, Index R, Index C, bool overwrite_dx = false) {
   using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
   using Arr = Eigen::Map<Array>;
   using ConstArr = Eigen::Map<const Array>;
@@ -62,26 +63,28 @@ void layer_norm_backward(const Scalar* dy, const Scalar* x, const Scalar* w, con
   std::vector<Scalar> partial(params ? static_cast<std::size_t>(blocks * 2 * C) : 0, Scalar(0));
   ConstArr W(w, C);
   const Scalar inv_c = Scalar(1) / static_cast<Scalar>(C);
-  parallel_for(0, blocks, 1, [&](Index b0, Index b1) {
-    Array xhat(C), dn(C);
-    for (Index blk = b0; blk < b1; ++blk) {
-      Scalar* pw = params ? partial.data() + blk * 2 * C : nullptr;
-      for (Index r = blk * block; r < std::min(R, (blk + 1) * block); ++r) {
-        ConstArr G(dy + r * C, C);
-        const Scalar rs = rstd[r];
-        xhat = (ConstArr(x + r * C, C) - mean[r]) * rs;
-        if (dx) {
-          dn = G * W;
-          const Scalar mean_dn = dn.sum() * inv_c;
-          const Scalar mean_dnx = (dn * xhat).sum() * inv_c;
-          Arr(dx + r * C, C) += rs * (dn - mean_dn - xhat * mean_dnx);
-        }
-        if (params) {
-          Arr(pw, C) += G * xhat;
-          Arr(pw + C, C) += G;
+  detail::for_mode(overwrite_dx, [&](auto mode) {
+    parallel_for(0, blocks, 1, [&](Index b0, Index b1) {
+      Array xhat(C), dn(C);
+      for (Index blk = b0; blk < b1; ++blk) {
+        Scalar* pw = params ? partial.data() + blk * 2 * C : nullptr;
+        for (Index r = blk * block; r < std::min(R, (blk + 1) * block); ++r) {
+          ConstArr G(dy + r * C, C);
+          const Scalar rs = rstd[r];
+          xhat = (ConstArr(x + r * C, C) - mean[r]) * rs;
+          if (dx) {
+            dn = G * W;
+            const Scalar mean_dn = dn.sum() * inv_c;
+            const Scalar mean_dnx = (dn * xhat).sum() * inv_c;
+            detail::put(mode, Arr(dx + r * C, C), rs * (dn - mean_dn - xhat * mean_dnx));
+          }
+          if (params) {
+            Arr(pw, C) += G * xhat;
+            Arr(pw + C, C) += G;
+          }
         }
       }
-    }
+    });
   });
   for (Index blk = 0; blk < blocks && params; ++blk) {
     const Scalar* pw = partial.data() + blk * 2 * C;
@@ -110,10 +113,11 @@ Var<Scalar> layer_norm(Var<Scalar> x, Var<Scalar> weight, Var<Scalar> bias, deta
       std::move(y), {x, weight, bias},
       [x, weight, bias, R, C, mean = std::move(mean), rstd = std::move(rstd)](Tape<Scalar>& t,
                                                                               const DynTensor<Scalar>& dy) {
+        // dx is written first (weight and bias are normally Params: they add).
+        const auto dx = t.grad_slot_if_needed(x);
         ops::layer_norm_backward(dy.data(), t.value(x).data(), t.value(weight).data(), mean.data(), rstd.data(),
-                                 t.requires_grad(x) ? t.grad(x).data() : nullptr,
-                                 t.requires_grad(weight) ? t.grad(weight).data() : nullptr,
-                                 t.requires_grad(bias) ? t.grad(bias).data() : nullptr, R, C);
+                                 dx.data, t.requires_grad(weight) ? t.grad(weight).data() : nullptr,
+                                 t.requires_grad(bias) ? t.grad(bias).data() : nullptr, R, C, dx.fresh);
       });
 }
 

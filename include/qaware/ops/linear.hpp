@@ -25,15 +25,24 @@ void linear_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scalar* y
 }
 
 // Accumulates dx (R, IN) += dy W, dw (OUT, IN) += dy^T x and db (OUT) +=
-// column sums of dy. A null output is not computed.
+// column sums of dy, in that order; dx and dw are overwritten (=) instead
+// when their flag is set. A null output is not computed.
+// An overwritten product equals the old 0 + product bitwise: the AVX2 GEMM's
+// sums start at +0 and never give -0.0, and the Eigen path zeroes first.
 template <typename Scalar>
 void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar* dx, Scalar* dw, Scalar* db, Index R,
-                     Index IN, Index OUT) {
+                     Index IN, Index OUT, bool overwrite_dx = false, bool overwrite_dw = false) {
   ConstMatrixMap<Scalar> dY(dy, R, OUT);
-  if (dx && !detail::sgemm::try_gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, true))
-    MatrixMap<Scalar>(dx, R, IN).noalias() += dY * ConstMatrixMap<Scalar>(w, OUT, IN);
-  if (dw && !detail::sgemm::try_gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, true))
-    MatrixMap<Scalar>(dw, OUT, IN).noalias() += dY.transpose() * ConstMatrixMap<Scalar>(x, R, IN);
+  // C = / += op(A) op(B), Eigen's `+=` product after a zero fill otherwise
+  // (one set of Eigen product kernels, as matmul_detail::gemm).
+  auto product = [](auto&& C, const auto& A, const auto& B, bool overwrite) {
+    if (overwrite) C.setZero();
+    C.noalias() += A * B;
+  };
+  if (dx && !detail::sgemm::try_gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, !overwrite_dx))
+    product(MatrixMap<Scalar>(dx, R, IN), dY, ConstMatrixMap<Scalar>(w, OUT, IN), overwrite_dx);
+  if (dw && !detail::sgemm::try_gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, !overwrite_dw))
+    product(MatrixMap<Scalar>(dw, OUT, IN), dY.transpose(), ConstMatrixMap<Scalar>(x, R, IN), overwrite_dw);
   if (db) VectorMap<Scalar>(db, OUT).noalias() += dY.colwise().sum().transpose();
 }
 
@@ -67,10 +76,12 @@ Var<Scalar> record_linear(DynTensor<Scalar> y, Var<Scalar> x, Var<Scalar> w, con
   if (b) inputs.push_back(*b);
   const Var<Scalar> bias = b ? *b : Var<Scalar>();
   return x.tape().record(std::move(y), inputs, [x, w, bias, R, IN, OUT](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    Scalar* dx = t.requires_grad(x) ? t.grad(x).data() : nullptr;
-    Scalar* dw = t.requires_grad(w) ? t.grad(w).data() : nullptr;
+    // The slots in the order linear_backward writes them (x and w may be one node).
+    const auto dx = t.grad_slot_if_needed(x);
+    const auto dw = t.grad_slot_if_needed(w);
     Scalar* db = bias.valid() && t.requires_grad(bias) ? t.grad(bias).data() : nullptr;
-    ops::linear_backward(dy.data(), t.value(x).data(), t.value(w).data(), dx, dw, db, R, IN, OUT);
+    ops::linear_backward(dy.data(), t.value(x).data(), t.value(w).data(), dx.data, dw.data, db, R, IN, OUT, dx.fresh,
+                         dw.fresh);
   });
 }
 

@@ -90,28 +90,33 @@ void matmul_forward(const Scalar* a, const Scalar* b, Scalar* y, Index BATCH, In
 }
 
 // Accumulates da += d/da and db += d/db of sum(dy * y), shapes as in
-// matmul_forward (da like a, db like b). A null output is not computed.
+// matmul_forward (da like a, db like b); each is overwritten (=) instead
+// when its flag is set (bitwise 0 + the product: see linear_backward). A
+// null output is not computed. Batch i writes da's slice i before db's.
 //   da = dy op(b)^T, or its transpose (op(b) dy^T) when trans_a;
 //   db = op(a)^T dy, or its transpose (dy^T op(a)) when trans_b; summed over
 //   batches when b is shared.
 template <typename Scalar>
 void matmul_backward(const Scalar* dy, const Scalar* a, const Scalar* b, Scalar* da, Scalar* db, Index BATCH, Index M,
-                     Index K, Index N, bool trans_a, bool trans_b, bool b_shared) {
+                     Index K, Index N, bool trans_a, bool trans_b, bool b_shared, bool overwrite_da = false,
+                     bool overwrite_db = false) {
   using matmul_detail::gemm;
   const Index sa = M * K, sb = b_shared ? 0 : K * N, sy = M * N;
   auto grad_a = [&](Index i, Index rows) {  // rows of op(a) (and dy) in this product
     const Scalar* bi = b + i * sb;
     if (!trans_a)
-      gemm(dy + i * sy, false, bi, !trans_b, da + i * sa, rows, N, K, true);
+      gemm(dy + i * sy, false, bi, !trans_b, da + i * sa, rows, N, K, !overwrite_da);
     else
-      gemm(bi, trans_b, dy + i * sy, true, da + i * sa, K, N, rows, true);
+      gemm(bi, trans_b, dy + i * sy, true, da + i * sa, K, N, rows, !overwrite_da);
   };
+  // A shared db is overwritten by batch 0 only; later batches add to it.
   auto grad_b = [&](Index i, Index rows) {  // rows of op(a) (and dy) in this product
     const Scalar* ai = a + i * sa;
+    const bool acc = !overwrite_db || (b_shared && i > 0);
     if (!trans_b)
-      gemm(ai, !trans_a, dy + i * sy, false, db + i * sb, K, rows, N, true);
+      gemm(ai, !trans_a, dy + i * sy, false, db + i * sb, K, rows, N, acc);
     else
-      gemm(dy + i * sy, true, ai, trans_a, db + i * sb, N, rows, K, true);
+      gemm(dy + i * sy, true, ai, trans_a, db + i * sb, N, rows, K, acc);
   };
   if (b_shared) {
     if (!trans_a) {
@@ -159,10 +164,11 @@ Var<Scalar> matmul(Var<Scalar> a, Var<Scalar> b, bool trans_a = false, bool tran
   ops::matmul_forward(a.value().data(), b.value().data(), y.data(), BATCH, M, K, N, trans_a, trans_b, b_shared);
   return a.tape().record(std::move(y), {a, b},
                          [a, b, BATCH, M, K, N, trans_a, trans_b, b_shared](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-                           ops::matmul_backward(dy.data(), t.value(a).data(), t.value(b).data(),
-                                                t.requires_grad(a) ? t.grad(a).data() : nullptr,
-                                                t.requires_grad(b) ? t.grad(b).data() : nullptr, BATCH, M, K, N,
-                                                trans_a, trans_b, b_shared);
+                           // The slots in the order the backward writes them (a and b may be one node).
+                           const auto da = t.grad_slot_if_needed(a);
+                           const auto db = t.grad_slot_if_needed(b);
+                           ops::matmul_backward(dy.data(), t.value(a).data(), t.value(b).data(), da.data, db.data,
+                                                BATCH, M, K, N, trans_a, trans_b, b_shared, da.fresh, db.fresh);
                          });
 }
 

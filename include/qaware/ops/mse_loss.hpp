@@ -33,17 +33,22 @@ void mse_loss_forward(const Scalar* a, const Scalar* b, Scalar* loss, Index N) {
   loss[0] = static_cast<Scalar>(s / static_cast<double>(N));
 }
 
-// da (N) += dloss * 2 (a - b) / N and db (N) -= the same. A null output is
-// not computed.
+// da (N) += dloss * 2 (a - b) / N and db (N) -= the same (each = / = -
+// when its overwrite flag is set). A null output is not computed.
 template <typename Scalar>
-void mse_loss_backward(const Scalar* dloss, const Scalar* a, const Scalar* b, Scalar* da, Scalar* db, Index N) {
+void mse_loss_backward(const Scalar* dloss, const Scalar* a, const Scalar* b, Scalar* da, Scalar* db, Index N,
+                       bool overwrite_da = false, bool overwrite_db = false) {
   const Scalar g = dloss[0] * Scalar(2) / static_cast<Scalar>(N);
-  parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
-    if (da)
-      for (Index i = lo; i < hi; ++i) da[i] += g * (a[i] - b[i]);
-    if (db)
-      for (Index i = lo; i < hi; ++i) db[i] -= g * (a[i] - b[i]);
-  });
+  // d += sign * v is d -= v exactly for sign = -1.
+  auto side = [&](Scalar* d, Scalar sign, bool overwrite) {
+    detail::for_mode(overwrite, [&](auto mode) {
+      parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
+        for (Index i = lo; i < hi; ++i) detail::put(mode, d[i], sign * (g * (a[i] - b[i])));
+      });
+    });
+  };
+  if (da) side(da, Scalar(1), overwrite_da);
+  if (db) side(db, Scalar(-1), overwrite_db);
 }
 
 }  // namespace ops
@@ -58,9 +63,10 @@ Var<Scalar> mse_loss(Var<Scalar> a, Var<Scalar> b) {
   DynTensor<Scalar> loss{Shape{}};
   ops::mse_loss_forward(a.value().data(), b.value().data(), loss.data(), N);
   return a.tape().record(std::move(loss), {a, b}, [a, b, N](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::mse_loss_backward(dy.data(), t.value(a).data(), t.value(b).data(),
-                           t.requires_grad(a) ? t.grad(a).data() : nullptr,
-                           t.requires_grad(b) ? t.grad(b).data() : nullptr, N);
+    // The slots in the order the backward writes them (a and b may be one node).
+    const auto da = t.grad_slot_if_needed(a);
+    const auto db = t.grad_slot_if_needed(b);
+    ops::mse_loss_backward(dy.data(), t.value(a).data(), t.value(b).data(), da.data, db.data, N, da.fresh, db.fresh);
   });
 }
 

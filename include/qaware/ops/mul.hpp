@@ -16,14 +16,15 @@ void mul_forward(const detail::BroadcastPlan& plan, const Scalar* a, const Scala
   detail::broadcast_binary(plan, a, b, y, [](Scalar u, Scalar v) { return u * v; });
 }
 
-// da += dy * b and db += dy * a, each summed over its broadcast dimensions.
-// A null output is not computed.
+// da += dy * b and db += dy * a, each summed over its broadcast dimensions
+// (= when its overwrite flag is set: only for an input of the output's
+// size). A null output is not computed.
 template <typename Scalar>
 void mul_backward(const detail::BroadcastPlan& plan, const Scalar* dy, const Scalar* a, const Scalar* b, Scalar* da,
-                  Scalar* db) {
+                  Scalar* db, bool overwrite_da = false, bool overwrite_db = false) {
   auto times = [](Scalar g, Scalar other) { return g * other; };
-  if (da) detail::broadcast_accumulate(plan, 0, da, dy, b, times);
-  if (db) detail::broadcast_accumulate(plan, 1, db, dy, a, times);
+  if (da) detail::broadcast_accumulate(plan, 0, da, dy, b, times, overwrite_da);
+  if (db) detail::broadcast_accumulate(plan, 1, db, dy, a, times, overwrite_db);
 }
 
 }  // namespace ops
@@ -35,8 +36,10 @@ Var<Scalar> mul(Var<Scalar> a, Var<Scalar> b) {
   DynTensor<Scalar> y(plan.out);
   ops::mul_forward(plan, a.value().data(), b.value().data(), y.data());
   return a.tape().record(std::move(y), {a, b}, [a, b, plan = std::move(plan)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::mul_backward(plan, dy.data(), t.value(a).data(), t.value(b).data(),
-                      t.requires_grad(a) ? t.grad(a).data() : nullptr, t.requires_grad(b) ? t.grad(b).data() : nullptr);
+    // The slots in the order the backward writes them (a and b may be one node).
+    const auto da = detail::broadcast_grad_slot(t, a, plan, 0);
+    const auto db = detail::broadcast_grad_slot(t, b, plan, 1);
+    ops::mul_backward(plan, dy.data(), t.value(a).data(), t.value(b).data(), da.data, db.data, da.fresh, db.fresh);
   });
 }
 

@@ -161,11 +161,17 @@ void permute_forward(const detail::PermutePlan& plan, const Scalar* x, Scalar* y
   detail::permute_copy<false>(plan, x, y);
 }
 
-// dx += permute(dy, inverse perm); `inverse_plan` is
-// detail::make_permute_plan(y's shape, detail::inverse_perm(perm)).
+// dx += permute(dy, inverse perm), or dx = when overwrite; `inverse_plan`
+// is detail::make_permute_plan(y's shape, detail::inverse_perm(perm)).
+// The overwrite is a plain copy: it equals the old 0 + dy bitwise because a
+// tape gradient never holds -0.0 (each is 0 + sums, or a first write that
+// detail::put normalised the same way).
 template <typename Scalar>
-void permute_backward(const detail::PermutePlan& inverse_plan, const Scalar* dy, Scalar* dx) {
-  detail::permute_copy<true>(inverse_plan, dy, dx);
+void permute_backward(const detail::PermutePlan& inverse_plan, const Scalar* dy, Scalar* dx, bool overwrite = false) {
+  if (overwrite)
+    detail::permute_copy<false>(inverse_plan, dy, dx);
+  else
+    detail::permute_copy<true>(inverse_plan, dy, dx);
 }
 
 }  // namespace ops
@@ -183,7 +189,8 @@ Var<Scalar> permute(Var<Scalar> x, std::vector<int> perm) {
   detail::PermutePlan inverse = detail::make_permute_plan(y.shape(), detail::inverse_perm(perm));
   return x.tape().record(std::move(y), {x},
                          [x, inverse = std::move(inverse)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-                           ops::permute_backward(inverse, dy.data(), t.grad(x).data());
+                           const auto dx = t.grad_slot(x);
+                           ops::permute_backward(inverse, dy.data(), dx.data, dx.fresh);
                          });
 }
 

@@ -19,11 +19,13 @@ void reshape_forward(const Scalar* x, Scalar* y, Index N) {
   if (N) std::memcpy(y, x, static_cast<std::size_t>(N) * sizeof(Scalar));
 }
 
-// dx (N) += dy (N).
+// dx (N) += dy (N) (= when overwrite).
 template <typename Scalar>
-void reshape_backward(const Scalar* dy, Scalar* dx, Index N) {
-  parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
-    for (Index i = lo; i < hi; ++i) dx[i] += dy[i];
+void reshape_backward(const Scalar* dy, Scalar* dx, Index N, bool overwrite = false) {
+  detail::for_mode(overwrite, [&](auto mode) {
+    parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
+      for (Index i = lo; i < hi; ++i) detail::put(mode, dx[i], dy[i]);
+    });
   });
 }
 
@@ -38,7 +40,8 @@ Var<Scalar> reshape(Var<Scalar> x, Shape shape) {
   const Index N = y.numel();
   ops::reshape_forward(x.value().data(), y.data(), N);
   return x.tape().record(std::move(y), {x}, [x, N](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::reshape_backward(dy.data(), t.grad(x).data(), N);
+    const auto dx = t.grad_slot(x);
+    ops::reshape_backward(dy.data(), dx.data, N, dx.fresh);
   });
 }
 

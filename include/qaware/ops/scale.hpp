@@ -18,11 +18,13 @@ void scale_forward(const Scalar* x, Scalar* y, Index N, Scalar alpha) {
   });
 }
 
-// dx (N) += alpha * dy.
+// dx (N) += alpha * dy (= when overwrite).
 template <typename Scalar>
-void scale_backward(const Scalar* dy, Scalar* dx, Index N, Scalar alpha) {
-  parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
-    for (Index i = lo; i < hi; ++i) dx[i] += alpha * dy[i];
+void scale_backward(const Scalar* dy, Scalar* dx, Index N, Scalar alpha, bool overwrite = false) {
+  detail::for_mode(overwrite, [&](auto mode) {
+    parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
+      for (Index i = lo; i < hi; ++i) detail::put(mode, dx[i], alpha * dy[i]);
+    });
   });
 }
 
@@ -35,7 +37,8 @@ Var<Scalar> scale(Var<Scalar> x, detail::identity_t<Scalar> alpha) {
   const Index N = y.numel();
   ops::scale_forward(x.value().data(), y.data(), N, alpha);
   return x.tape().record(std::move(y), {x}, [x, N, alpha](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::scale_backward(dy.data(), t.grad(x).data(), N, alpha);
+    const auto dx = t.grad_slot(x);
+    ops::scale_backward(dy.data(), dx.data, N, alpha, dx.fresh);
   });
 }
 

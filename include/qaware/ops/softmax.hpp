@@ -77,20 +77,22 @@ void softmax_forward(const Scalar* x, Scalar* y, Index R, Index C) {
   softmax_forward(x, static_cast<const Scalar*>(nullptr), detail::RowBroadcast{}, y, R, C);
 }
 
-// dx (R, C) += y * (dy - sum(dy * y)) row by row, where y is the forward
-// output. (The gradient with respect to the mask is the same, summed over
+// dx (R, C) += y * (dy - sum(dy * y)) row by row (= when overwrite), where
+// y is the forward output. (The gradient with respect to the mask is the same, summed over
 // the mask's broadcast dimensions; the Var wrapper does that.)
 template <typename Scalar>
-void softmax_backward(const Scalar* dy, const Scalar* y, Scalar* dx, Index R, Index C) {
+void softmax_backward(const Scalar* dy, const Scalar* y, Scalar* dx, Index R, Index C, bool overwrite = false) {
   using Arr = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   using ConstArr = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
   if (C == 0) return;
-  parallel_for(0, R, detail::row_grain(C), [&](Index r0, Index r1) {
-    for (Index r = r0; r < r1; ++r) {
-      ConstArr G(dy + r * C, C), Y(y + r * C, C);
-      const Scalar dot = (G * Y).sum();
-      Arr(dx + r * C, C) += Y * (G - dot);
-    }
+  detail::for_mode(overwrite, [&](auto mode) {
+    parallel_for(0, R, detail::row_grain(C), [&](Index r0, Index r1) {
+      for (Index r = r0; r < r1; ++r) {
+        ConstArr G(dy + r * C, C), Y(y + r * C, C);
+        const Scalar dot = (G * Y).sum();
+        detail::put(mode, Arr(dx + r * C, C), Y * (G - dot));
+      }
+    });
   });
 }
 
@@ -114,12 +116,13 @@ Var<Scalar> softmax_impl(Var<Scalar> x, const Var<Scalar>* mask) {
   Var<Scalar> rec = x.tape().record(std::move(y), inputs, [x, m, out, R, C](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
     const Scalar* yv = t.value(out).data();
     if (!m.valid() || !t.requires_grad(m)) {
-      ops::softmax_backward(dy.data(), yv, t.grad(x).data(), R, C);
+      const auto dx = t.grad_slot(x);
+      ops::softmax_backward(dy.data(), yv, dx.data, R, C, dx.fresh);
       return;
     }
     // The mask needs a gradient: form dz = d(x + mask) once, then hand it to both.
-    DynTensor<Scalar> dz = DynTensor<Scalar>::zeros(t.value(x).shape());
-    ops::softmax_backward(dy.data(), yv, dz.data(), R, C);
+    DynTensor<Scalar> dz(t.value(x).shape());
+    ops::softmax_backward(dy.data(), yv, dz.data(), R, C, true);
     if (t.requires_grad(x)) accumulate(t.grad(x), dz);
     const BroadcastPlan plan = make_broadcast_plan("softmax", t.value(x).shape(), t.value(m).shape());
     broadcast_accumulate(plan, 1, t.grad(m).data(), dz.data(), static_cast<const Scalar*>(nullptr),

@@ -16,12 +16,15 @@ void sub_forward(const detail::BroadcastPlan& plan, const Scalar* a, const Scala
   detail::broadcast_binary(plan, a, b, y, [](Scalar u, Scalar v) { return u - v; });
 }
 
-// da += dy and db += -dy, each summed over its broadcast dimensions. A null
-// output is not computed.
+// da += dy and db += -dy, each summed over its broadcast dimensions (= when
+// its overwrite flag is set: only for an input of the output's size). A
+// null output is not computed.
 template <typename Scalar>
-void sub_backward(const detail::BroadcastPlan& plan, const Scalar* dy, Scalar* da, Scalar* db) {
-  if (da) detail::broadcast_accumulate(plan, 0, da, dy, static_cast<const Scalar*>(nullptr), [](Scalar g, Scalar) { return g; });
-  if (db) detail::broadcast_accumulate(plan, 1, db, dy, static_cast<const Scalar*>(nullptr), [](Scalar g, Scalar) { return -g; });
+void sub_backward(const detail::BroadcastPlan& plan, const Scalar* dy, Scalar* da, Scalar* db,
+                  bool overwrite_da = false, bool overwrite_db = false) {
+  const Scalar* none = nullptr;
+  if (da) detail::broadcast_accumulate(plan, 0, da, dy, none, [](Scalar g, Scalar) { return g; }, overwrite_da);
+  if (db) detail::broadcast_accumulate(plan, 1, db, dy, none, [](Scalar g, Scalar) { return -g; }, overwrite_db);
 }
 
 }  // namespace ops
@@ -33,8 +36,10 @@ Var<Scalar> sub(Var<Scalar> a, Var<Scalar> b) {
   DynTensor<Scalar> y(plan.out);
   ops::sub_forward(plan, a.value().data(), b.value().data(), y.data());
   return a.tape().record(std::move(y), {a, b}, [a, b, plan = std::move(plan)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-    ops::sub_backward(plan, dy.data(), t.requires_grad(a) ? t.grad(a).data() : nullptr,
-                      t.requires_grad(b) ? t.grad(b).data() : nullptr);
+    // The slots in the order the backward writes them (a and b may be one node).
+    const auto da = detail::broadcast_grad_slot(t, a, plan, 0);
+    const auto db = detail::broadcast_grad_slot(t, b, plan, 1);
+    ops::sub_backward(plan, dy.data(), da.data, db.data, da.fresh, db.fresh);
   });
 }
 

@@ -175,17 +175,21 @@ void fake_quantize_per_channel_forward(const Scalar* x, Scalar* y, std::uint64_t
   }
 }
 
-// dx (N) += dy (N) * mask (Clipped, LearnableClip) or += dy (PassThrough).
+// dx (N) += dy (N) * mask (Clipped, LearnableClip) or += dy (PassThrough);
+// = instead of += when overwrite.
 template <typename Scalar>
-void fake_quantize_backward(const Scalar* dy, const std::uint64_t* mask, Scalar* dx, Index N, SteMode ste) {
+void fake_quantize_backward(const Scalar* dy, const std::uint64_t* mask, Scalar* dx, Index N, SteMode ste,
+                            bool overwrite = false) {
   namespace fq = detail::fq;
   const Index blocks = (N + 63) / 64;
   parallel_for(0, blocks, fq::kGrainBlocks, [&](Index b0, Index b1) {
     const Index b = b0 * 64, e = std::min(N, b1 * 64);
     if (ste == SteMode::PassThrough) {
-      for (Index i = b; i < e; ++i) dx[i] += dy[i];
+      detail::for_mode(overwrite, [&](auto mode) {
+        for (Index i = b; i < e; ++i) detail::put(mode, dx[i], dy[i]);
+      });
     } else {
-      fq::masked_accumulate(dy + b, mask + b0, dx + b, e - b);
+      fq::masked_accumulate(dy + b, mask + b0, dx + b, e - b, overwrite);
     }
   });
 }
@@ -314,7 +318,8 @@ template <typename Scalar>
 Var<Scalar> record_ste(Var<Scalar> x, DynTensor<Scalar> y, BitMask mask, SteMode ste) {
   return x.tape().record(std::move(y), {x},
                          [x, ste, mask = std::move(mask)](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-                           ops::fake_quantize_backward(dy.data(), mask.words(), t.grad(x).data(), dy.numel(), ste);
+                           const auto dx = t.grad_slot(x);
+                           ops::fake_quantize_backward(dy.data(), mask.words(), dx.data, dy.numel(), ste, dx.fresh);
                          });
 }
 }  // namespace fq

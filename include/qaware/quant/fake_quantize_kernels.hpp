@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "qaware/core/shape.hpp"
+#include "qaware/ops/detail/common.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define QAWARE_FQ_X86 1
@@ -384,11 +385,27 @@ __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x,
 }
 
 // ---------------------------------------------------------------------------
+// STE backward, scalar: dx[i] += dy[i] * (bit b0 + i of words), or = when
+// overwrite (detail::put).
+
+template <typename S>
+inline void masked_accumulate_scalar(const S* dy, const std::uint64_t* words, Index b0, S* dx, Index n,
+                                     bool overwrite) {
+  for_mode(overwrite, [&](auto mode) {
+    for (Index i = 0; i < n; ++i) {
+      const Index b = b0 + i;
+      put(mode, dx[i], dy[i] * static_cast<S>((words[b >> 6] >> (b & 63)) & 1u));
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
 // STE backward, AVX2: dx += dy * bit (a multiply, as PyTorch's dY * mask, so
-// a masked NaN/inf gradient still gives NaN).
+// a masked NaN/inf gradient still gives NaN); dx = 0 + dy * bit when
+// overwrite (the + 0 keeps the result bitwise that of a zeroed dx).
 
 __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const float* dy, const std::uint64_t* words,
-                                                                        float* dx, Index n) {
+                                                                        float* dx, Index n, bool overwrite) {
   const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   const __m256 one = _mm256_set1_ps(1.0f);
   Index i = 0;
@@ -396,9 +413,10 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
     const unsigned byte = static_cast<unsigned>((words[i >> 6] >> (i & 63)) & 0xffu);
     const __m256i sel = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(byte)), lane_bits), lane_bits);
     const __m256 m = _mm256_and_ps(_mm256_castsi256_ps(sel), one);
-    _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), _mm256_mul_ps(_mm256_loadu_ps(dy + i), m)));
+    const __m256 base = overwrite ? _mm256_setzero_ps() : _mm256_loadu_ps(dx + i);
+    _mm256_storeu_ps(dx + i, _mm256_add_ps(base, _mm256_mul_ps(_mm256_loadu_ps(dy + i), m)));
   }
-  for (; i < n; ++i) dx[i] += dy[i] * static_cast<float>((words[i >> 6] >> (i & 63)) & 1u);
+  masked_accumulate_scalar(dy + i, words, i, dx + i, n - i, overwrite);
 }
 #endif  // QAWARE_FQ_X86
 
@@ -433,15 +451,15 @@ inline void affine_vec(const S* x, S* y, Index n, const S* scale, const S* inv_s
   affine_vec_scalar(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
 }
 
-// dx (n) += dy (n) * mask bit.
+// dx (n) += dy (n) * mask bit (= when overwrite).
 template <typename S>
-inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, Index n) {
+inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, Index n, bool overwrite = false) {
 #if QAWARE_FQ_X86
   if constexpr (std::is_same_v<S, float>) {
-    if (active_isa() != Isa::Scalar) return masked_accumulate_avx2(dy, words, dx, n);
+    if (active_isa() != Isa::Scalar) return masked_accumulate_avx2(dy, words, dx, n, overwrite);
   }
 #endif
-  for (Index i = 0; i < n; ++i) dx[i] += dy[i] * static_cast<S>((words[i >> 6] >> (i & 63)) & 1u);
+  masked_accumulate_scalar(dy, words, 0, dx, n, overwrite);
 }
 
 }  // namespace fq

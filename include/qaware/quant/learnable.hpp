@@ -81,38 +81,40 @@ std::int64_t learnable_zero_point_backward_per_tensor(Scalar zero_point, std::in
 }
 
 // LSQ backward over a run of n elements sharing (scale, zp). dx (may be
-// null) += the x gradient; the scale and zero-point gradient terms are added
-// to dscale / dzp (double accumulators).
+// null) += the x gradient (= when overwrite, detail::put); the scale and
+// zero-point gradient terms are added to dscale / dzp (double accumulators).
 template <typename Scalar>
 void fake_quantize_learnable_backward_run(const Scalar* x, const Scalar* dy, Scalar* dx, Index n, Scalar scale,
                                           Scalar zp, Scalar qmin, Scalar qmax, Scalar grad_factor, SteMode ste,
-                                          double& dscale, double& dzp) {
+                                          double& dscale, double& dzp, bool overwrite = false) {
   const Scalar inv = Scalar(1) / scale;
   const Scalar small = qmin - zp, big = qmax - zp;
   double ds = 0.0, dz = 0.0;
-  for (Index i = 0; i < n; ++i) {
-    const Scalar xi = x[i], g = dy[i];
-    const Scalar q = detail::fq::round_half_even(std::fma(xi, inv, zp));
-    const bool below = !(q < detail::fq::kInt64Limit<Scalar>) || q < qmin;  // NaN / overflow -> INT64_MIN
-    const bool above = !below && q > qmax;
-    if (dx) {
-      if (ste == SteMode::PassThrough)
-        dx[i] += g;
-      else
-        dx[i] += g * static_cast<Scalar>(!below && !above);
+  detail::for_mode(overwrite, [&](auto mode) {
+    for (Index i = 0; i < n; ++i) {
+      const Scalar xi = x[i], g = dy[i];
+      const Scalar q = detail::fq::round_half_even(std::fma(xi, inv, zp));
+      const bool below = !(q < detail::fq::kInt64Limit<Scalar>) || q < qmin;  // NaN / overflow -> INT64_MIN
+      const bool above = !below && q > qmax;
+      if (dx) {
+        if (ste == SteMode::PassThrough)
+          detail::put(mode, dx[i], g);
+        else
+          detail::put(mode, dx[i], g * static_cast<Scalar>(!below && !above));
+      }
+      if (below || above) {
+        dz += static_cast<double>(((g * Scalar(-1)) * scale) * grad_factor);
+        ds += static_cast<double>((below ? g * small : g * big) * grad_factor);
+      } else if (ste != SteMode::LearnableClip) {
+        ds += static_cast<double>(((g * std::fma(q - zp, scale, -xi)) * inv) * grad_factor);
+      }
     }
-    if (below || above) {
-      dz += static_cast<double>(((g * Scalar(-1)) * scale) * grad_factor);
-      ds += static_cast<double>((below ? g * small : g * big) * grad_factor);
-    } else if (ste != SteMode::LearnableClip) {
-      ds += static_cast<double>(((g * std::fma(q - zp, scale, -xi)) * inv) * grad_factor);
-    }
-  }
+  });
   dscale += ds;
   dzp += dz;
 }
 
-// Per tensor: x, dy (N); dx (N, may be null) +=; returns the scale and
+// Per tensor: x, dy (N); dx (N, may be null) += (= when overwrite_dx); returns the scale and
 // zero-point gradient sums. zp is zp_b (see the file comment). Blocks of a
 // fixed size are summed in parallel and then in order, so the result does
 // not depend on the thread count.
@@ -120,7 +122,8 @@ template <typename Scalar>
 std::pair<double, double> fake_quantize_learnable_per_tensor_backward(const Scalar* x, const Scalar* dy, Scalar* dx,
                                                                       Index N, Scalar scale, std::int64_t zp,
                                                                       std::int64_t quant_min, std::int64_t quant_max,
-                                                                      Scalar grad_factor, SteMode ste) {
+                                                                      Scalar grad_factor, SteMode ste,
+                                                                      bool overwrite_dx = false) {
   constexpr Index kBlock = 16384;
   const Index blocks = (N + kBlock - 1) / kBlock;
   std::vector<double> ds(static_cast<std::size_t>(blocks), 0.0), dz(static_cast<std::size_t>(blocks), 0.0);
@@ -130,7 +133,7 @@ std::pair<double, double> fake_quantize_learnable_per_tensor_backward(const Scal
       fake_quantize_learnable_backward_run(x + s, dy + s, dx ? dx + s : nullptr, e - s, scale,
                                            static_cast<Scalar>(zp), static_cast<Scalar>(quant_min),
                                            static_cast<Scalar>(quant_max), grad_factor, ste,
-                                           ds[static_cast<std::size_t>(b)], dz[static_cast<std::size_t>(b)]);
+                                           ds[static_cast<std::size_t>(b)], dz[static_cast<std::size_t>(b)], overwrite_dx);
     }
   });
   double s = 0.0, z = 0.0;
@@ -141,13 +144,14 @@ std::pair<double, double> fake_quantize_learnable_per_tensor_backward(const Scal
   return {s, z};
 }
 
-// Per channel: x, dy (OUTER, C, INNER); dx may be null; zp[c] is the rounded
+// Per channel: x, dy (OUTER, C, INNER); dx may be null (+=, or = when
+// overwrite_dx); zp[c] is the rounded
 // zero point of channel c. dscale[c], dzp[c] (double) receive the sums.
 template <typename Scalar>
 void fake_quantize_learnable_per_channel_backward(const Scalar* x, const Scalar* dy, Scalar* dx, Index OUTER, Index C,
                                                   Index INNER, const Scalar* scale, const std::int32_t* zp,
                                                   std::int64_t quant_min, std::int64_t quant_max, Scalar grad_factor,
-                                                  SteMode ste, double* dscale, double* dzp) {
+                                                  SteMode ste, double* dscale, double* dzp, bool overwrite_dx = false) {
   // Work items: (block of outer rows) x (chunk of channels); each writes its
   // own partial sums, reduced in a fixed order afterwards.
   const Index ob_count = std::max<Index>(1, std::min<Index>(OUTER, 64));
@@ -166,7 +170,7 @@ void fake_quantize_learnable_per_channel_backward(const Scalar* x, const Scalar*
           fake_quantize_learnable_backward_run(x + off, dy + off, dx ? dx + off : nullptr, INNER, scale[c],
                                                static_cast<Scalar>(zp[c]), qmin, qmax, grad_factor, ste,
                                                ps[static_cast<std::size_t>(ob * C + c)],
-                                               pz[static_cast<std::size_t>(ob * C + c)]);
+                                               pz[static_cast<std::size_t>(ob * C + c)], overwrite_dx);
         }
     }
   });
@@ -348,11 +352,11 @@ Var<Scalar> fake_quantize_learnable_per_tensor_affine(Var<Scalar> x, Var<Scalar>
   return x.tape().record(
       std::move(y), {x, scale, zero_point},
       [x, scale, zero_point, s, zp_b, quant_min, quant_max, g, domain, ste](Tape<Scalar>& t, const DynTensor<Scalar>& dy) {
-        Scalar* dx = t.requires_grad(x) ? t.grad(x).data() : nullptr;
         const bool want_s = t.requires_grad(scale), want_z = t.requires_grad(zero_point);
-        if (!dx && !want_s && !want_z) return;
+        if (!t.requires_grad(x) && !want_s && !want_z) return;
+        const auto dx = t.grad_slot_if_needed(x);
         const auto sums = ops::fake_quantize_learnable_per_tensor_backward(
-            t.value(x).data(), dy.data(), dx, dy.numel(), s, zp_b, quant_min, quant_max, g, ste);
+            t.value(x).data(), dy.data(), dx.data, dy.numel(), s, zp_b, quant_min, quant_max, g, ste, dx.fresh);
         if (want_s) {
           const double ds = domain == ScaleDomain::Log ? sums.first * static_cast<double>(s) : sums.first;
           t.grad(scale)[0] += static_cast<Scalar>(ds);
@@ -389,14 +393,14 @@ Var<Scalar> fake_quantize_learnable_per_channel_affine(Var<Scalar> x, Var<Scalar
       std::move(y), {x, scale, zero_point},
       [x, scale, zero_point, s, zp, view, quant_min, quant_max, g, domain, ste](Tape<Scalar>& t,
                                                                                 const DynTensor<Scalar>& dy) {
-        Scalar* dx = t.requires_grad(x) ? t.grad(x).data() : nullptr;
         const bool want_s = t.requires_grad(scale), want_z = t.requires_grad(zero_point);
-        if (!dx && !want_s && !want_z) return;
+        if (!t.requires_grad(x) && !want_s && !want_z) return;
+        const auto dx = t.grad_slot_if_needed(x);
         const Index C = view.channels;
         std::vector<double> ds(static_cast<std::size_t>(C), 0.0), dz(static_cast<std::size_t>(C), 0.0);
-        ops::fake_quantize_learnable_per_channel_backward(t.value(x).data(), dy.data(), dx, view.outer, C, view.inner,
-                                                          s.data(), zp.data(), quant_min, quant_max, g, ste, ds.data(),
-                                                          dz.data());
+        ops::fake_quantize_learnable_per_channel_backward(t.value(x).data(), dy.data(), dx.data, view.outer, C,
+                                                          view.inner, s.data(), zp.data(), quant_min, quant_max, g,
+                                                          ste, ds.data(), dz.data(), dx.fresh);
         if (want_s) {
           DynTensor<Scalar>& gs = t.grad(scale);
           for (Index c = 0; c < C; ++c) {

@@ -147,12 +147,17 @@ void broadcast_binary(const BroadcastPlan& p, const Scalar* a, const Scalar* b, 
 // input's value there (pass nullptr when g ignores it; it then gets 0).
 // Parallel over elements when input k has the output's size (no two output
 // elements share a target); otherwise one thread, in a fixed order.
+// overwrite (dt = instead of +=) needs input k to have the output's size,
+// so that every element of dt is written exactly once.
 template <typename Scalar, typename G>
-void broadcast_accumulate(const BroadcastPlan& p, int k, Scalar* dt, const Scalar* dy, const Scalar* other, G g) {
+void broadcast_accumulate(const BroadcastPlan& p, int k, Scalar* dt, const Scalar* dy, const Scalar* other, G g,
+                          bool overwrite = false) {
   const std::size_t ks = static_cast<std::size_t>(k), os = 1 - ks;
+  QAWARE_CHECK(!overwrite || p.input_numel[ks] == p.numel,
+               "broadcast_accumulate: overwrite needs an input of the output's size");
   const Index st = p.inner_stride[ks];
   const Index so = other ? p.inner_stride[os] : 0;
-  auto run = [&](Index e0, Index e1) {
+  auto run = [&](Index e0, Index e1, auto mode) {
     for_each_span(p, e0, e1, [&](Index e, Index ia, Index ib, Index n) {
       const Scalar* d = dy + e;
       Scalar* t = dt + (k == 0 ? ia : ib);
@@ -160,9 +165,9 @@ void broadcast_accumulate(const BroadcastPlan& p, int k, Scalar* dt, const Scala
       const Scalar o0 = ov ? *ov : Scalar(0);
       if (st) {
         if (so) {
-          for (Index j = 0; j < n; ++j) t[j] += g(d[j], ov[j]);
+          for (Index j = 0; j < n; ++j) put(mode, t[j], g(d[j], ov[j]));
         } else {
-          for (Index j = 0; j < n; ++j) t[j] += g(d[j], o0);
+          for (Index j = 0; j < n; ++j) put(mode, t[j], g(d[j], o0));
         }
       } else {
         Scalar acc(0);
@@ -171,14 +176,25 @@ void broadcast_accumulate(const BroadcastPlan& p, int k, Scalar* dt, const Scala
         } else {
           for (Index j = 0; j < n; ++j) acc += g(d[j], o0);
         }
-        *t += acc;
+        put(mode, *t, acc);
       }
     });
   };
-  if (p.input_numel[ks] == p.numel)
-    parallel_for(0, p.numel, kElementGrain, run);
-  else
-    run(0, p.numel);
+  if (p.input_numel[ks] != p.numel) return run(0, p.numel, Accumulate{});
+  for_mode(overwrite, [&](auto mode) {
+    parallel_for(0, p.numel, kElementGrain, [&](Index e0, Index e1) { run(e0, e1, mode); });
+  });
+}
+
+// Where input k's gradient goes: a Tape::grad_slot when the backward writes
+// every element of it (k has the output's size), else the zero-filled
+// Tape::grad, never fresh; {nullptr, false} when v needs no gradient.
+template <typename Scalar>
+typename Tape<Scalar>::GradSlot broadcast_grad_slot(Tape<Scalar>& t, const Var<Scalar>& v, const BroadcastPlan& p,
+                                                     int k) {
+  if (!t.requires_grad(v)) return {nullptr, false};
+  if (p.input_numel[static_cast<std::size_t>(k)] == p.numel) return t.grad_slot(v);
+  return {t.grad(v).data(), false};
 }
 
 // One-sided broadcast of a row-wise operand (softmax's additive mask) to the

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "qaware/autograd/tape.hpp"
@@ -50,6 +51,34 @@ template <typename Scalar>
 void check_next_var(const Var<Scalar>& predicted, const Var<Scalar>& recorded, const char* op) {
   QAWARE_CHECK(predicted.id() == recorded.id(), op, ": internal error: recorded node ", recorded.id(),
                " but expected ", predicted.id());
+}
+
+// Writing a gradient into a Tape::GradSlot: overwrite a fresh buffer, add
+// into one that holds a gradient already. Loops are written once and run as
+// for_mode(overwrite, [&](auto mode) { ... put(mode, dx[i], v) ... }), which
+// compiles one copy per mode with no branch inside the loop.
+//   put(mode, d, v): d = v + 0 when overwriting, d += v otherwise.
+// The + 0 makes the fresh write d = 0 + v exactly, as the zero-filled buffer
+// gave before: v == -0.0 becomes +0.0, so results stay bitwise the same.
+// It also works on Eigen arrays (d a map, v an expression).
+using Overwrite = std::true_type;
+using Accumulate = std::false_type;
+template <typename F>
+void for_mode(bool overwrite, F&& f) {
+  if (overwrite)
+    f(Overwrite{});
+  else
+    f(Accumulate{});
+}
+template <typename Mode, typename D, typename V>
+inline void put(Mode, D&& d, const V& v) {
+  using T = std::decay_t<D>;
+  if constexpr (!Mode::value)
+    d += v;
+  else if constexpr (std::is_arithmetic_v<T>)
+    d = v + T(0);
+  else
+    d = v + typename T::Scalar(0);
 }
 
 // Contiguous (row-major) strides of `dims`.
