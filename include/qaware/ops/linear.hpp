@@ -43,7 +43,16 @@ void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar*
     product(MatrixMap<Scalar>(dx, R, IN), dY, ConstMatrixMap<Scalar>(w, OUT, IN), overwrite_dx);
   if (dw && !detail::sgemm::try_gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, !overwrite_dw))
     product(MatrixMap<Scalar>(dw, OUT, IN), dY.transpose(), ConstMatrixMap<Scalar>(x, R, IN), overwrite_dw);
-  if (db) VectorMap<Scalar>(db, OUT).noalias() += dY.colwise().sum().transpose();
+  if (db) {
+    // Column sums row by row (contiguous reads; Eigen's colwise() walks the
+    // row-major dy a column group at a time, with stride OUT).
+    std::vector<Scalar> sums(static_cast<std::size_t>(OUT), Scalar(0));
+    for (Index r = 0; r < R; ++r) {
+      const Scalar* row = dy + r * OUT;
+      for (Index o = 0; o < OUT; ++o) sums[static_cast<std::size_t>(o)] += row[o];
+    }
+    for (Index o = 0; o < OUT; ++o) db[o] += sums[static_cast<std::size_t>(o)];
+  }
 }
 
 }  // namespace ops
