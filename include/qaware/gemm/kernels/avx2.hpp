@@ -62,6 +62,42 @@ QAWARE_GEMM_TARGET_AVX2 inline void tile_store(const __m256i (&acc)[R][NV], std:
   }
 }
 
+// The broadcast loop both AVX2 micro-kernels share: per K group of G values
+// (4 bytes of A), each of R rows broadcasts its group and adds
+// Madd()(group, B vector v) to acc[r][v], over kc / G groups.
+template <int R, int NV, Index MR, Index NR, Index G, class Madd, class AT, class BT>
+QAWARE_GEMM_TARGET_AVX2 inline void broadcast_loop(const AT* a, const BT* b, Index kc, __m256i (&acc)[R][NV],
+                                                   const Madd& madd) {
+  static_assert(G * sizeof(AT) == 4, "an A group is one 32-bit broadcast");
+  constexpr Index kVec = 32 / static_cast<Index>(sizeof(BT));  // B elements per ymm
+  const Index groups = kc / G;
+  for (Index t = 0; t < groups; ++t) {
+    const BT* bt = b + t * (NR * G);
+    QAWARE_GEMM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      std::int32_t group;
+      std::memcpy(&group, a + t * (MR * G) + r * G, 4);
+      const __m256i x = _mm256_set1_epi32(group);
+      QAWARE_GEMM_UNROLL
+      for (int v = 0; v < NV; ++v) {
+        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + kVec * v));
+        acc[r][v] = _mm256_add_epi32(acc[r][v], madd(x, bv));
+      }
+    }
+  }
+}
+
+// int16 pairs: vpmaddwd adds each pair's products in int32.
+struct MaddPairs {
+  QAWARE_GEMM_TARGET_AVX2 __m256i operator()(__m256i x, __m256i b) const { return _mm256_madd_epi16(x, b); }
+};
+// u8 x s8 quads: vpmaddubsw's int16 pair sums, then vpmaddwd by ones into int32.
+struct MaddQuads {
+  QAWARE_GEMM_TARGET_AVX2 __m256i operator()(__m256i x, __m256i b) const {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, b), _mm256_set1_epi16(1));
+  }
+};
+
 struct Avx2Kernel {
   static constexpr Path kPath = Path::kAvx2;
   static constexpr Format kFormat = Format::kAvx2Pairs;
@@ -83,21 +119,7 @@ struct Avx2Kernel {
     constexpr int NV = static_cast<int>(NR / 8);
     __m256i acc[R][NV];
     tile_load<R, NV, NR>(acc, tile, accumulate);
-    const Index pairs = kc / 2;
-    for (Index t = 0; t < pairs; ++t) {
-      const std::int16_t* bt = b + t * (NR * 2);
-      QAWARE_GEMM_UNROLL
-      for (int r = 0; r < R; ++r) {
-        std::int32_t pair;
-        std::memcpy(&pair, a + t * (MR * 2) + r * 2, 4);
-        const __m256i x = _mm256_set1_epi32(pair);
-        QAWARE_GEMM_UNROLL
-        for (int v = 0; v < NV; ++v) {
-          const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + 16 * v));
-          acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(x, bv));
-        }
-      }
-    }
+    broadcast_loop<R, NV, MR, NR, G>(a, b, kc, acc, MaddPairs());
     tile_store<R, NV, NR>(acc, tile);
   }
 
@@ -130,24 +152,9 @@ QAWARE_GEMM_TARGET_AVX2 inline void quads_micro_rows(const AT* a, const BT* b, I
                                                      std::int32_t* tile) {
   constexpr Index MR = 4, NR = 24;
   constexpr int NV = static_cast<int>(NR / 8);
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[R][NV];
   tile_load<R, NV, NR>(acc, tile, accumulate);
-  const Index quads = kc / 4;
-  for (Index q = 0; q < quads; ++q) {
-    const BT* bq = b + q * (NR * 4);
-    QAWARE_GEMM_UNROLL
-    for (int r = 0; r < R; ++r) {
-      std::int32_t quad;
-      std::memcpy(&quad, a + q * (MR * 4) + r * 4, 4);
-      const __m256i x = _mm256_set1_epi32(quad);
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < NV; ++v) {
-        const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 32 * v));
-        acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(x, bv), ones));
-      }
-    }
-  }
+  broadcast_loop<R, NV, MR, NR, 4>(a, b, kc, acc, MaddQuads());
   tile_store<R, NV, NR>(acc, tile);
 }
 
@@ -162,24 +169,28 @@ QAWARE_GEMM_TARGET_AVX2 inline void quads_micro(const AT* a, const BT* b, Index 
   }
 }
 
-struct Avx2QuadsKernel {
+// What the two u8 x s8 quads kernels share: blocking, element types, micro-kernel.
+struct Avx2QuadsBase {
   static constexpr Path kPath = Path::kAvx2;
-  static constexpr Format kFormat = Format::kAvx2Quads;
-  static constexpr Fixup kFixup = Fixup::kB;
   static constexpr Index MR = 4, NR = 24, G = 4, KC = kAvx2QuadsKC;
-  static constexpr std::int32_t kShiftSigned = 128;
   using AElem = std::uint8_t;
   using BElem = std::int8_t;
+
+  QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
+                                            bool accumulate, std::int32_t* tile) {
+    quads_micro(a, static_cast<const std::int8_t*>(bsub), kc, rows, accumulate, tile);
+  }
+};
+
+struct Avx2QuadsKernel : Avx2QuadsBase {
+  static constexpr Format kFormat = Format::kAvx2Quads;
+  static constexpr Fixup kFixup = Fixup::kB;
+  static constexpr std::int32_t kShiftSigned = 128;
 
   template <class TA>
   static AElem convert(TA v) {
     return std::is_same<TA, std::int8_t>::value ? static_cast<AElem>(static_cast<std::uint8_t>(v) ^ 0x80u)
                                                  : static_cast<AElem>(v);
-  }
-
-  QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
-                                            bool accumulate, std::int32_t* tile) {
-    quads_micro(a, static_cast<const std::int8_t*>(bsub), kc, rows, accumulate, tile);
   }
 
   // tile[r][j] += A[r][k] * value for the corrections of panel j, K block k0 / KC.
@@ -207,19 +218,10 @@ struct Avx2QuadsKernel {
 // residuals r = A' - e add r * B[k][n] to their whole row. To the rest of the
 // machinery A' is an uint8 A with zero point a_shift: sum_k (A' - a_shift)
 // (B - zb) = sum_k (A - za)(B - zb).
-struct Avx2FixAKernel {
-  static constexpr Path kPath = Path::kAvx2;
+struct Avx2FixAKernel : Avx2QuadsBase {
   static constexpr Format kFormat = Format::kAvx2FixA;
   static constexpr Fixup kFixup = Fixup::kA;
-  static constexpr Index MR = 4, NR = 24, G = 4, KC = kAvx2QuadsKC;
   static constexpr std::int32_t kShiftSigned = 0;
-  using AElem = std::uint8_t;
-  using BElem = std::int8_t;
-
-  QAWARE_GEMM_TARGET_AVX2 static void micro(const AElem* a, const void* bsub, Index kc, int rows, bool /*a_signed*/,
-                                            bool accumulate, std::int32_t* tile) {
-    quads_micro(a, static_cast<const std::int8_t*>(bsub), kc, rows, accumulate, tile);
-  }
 
   // Packs rows [m0, m0 + rows) of A in pack_a_block's layout, as A' bounded
   // pair by pair, and records the changed values as RowCorrections grouped by
