@@ -245,6 +245,30 @@ class PackedMatrix {
 };
 
 namespace detail {
+// pack_b's argument checks (throws qaware::Error naming the values).
+inline void check_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zero_point,
+                         Path path) {
+  const char* lname = layout == BLayout::kKxN ? "KxN" : "NxK";
+  QAWARE_CHECK(b != nullptr, "pack_b: B is null (K = ", K, ", N = ", N, ")");
+  QAWARE_CHECK(K >= 1 && N >= 1, "pack_b: K and N must be >= 1, got K = ", K, ", N = ", N);
+  QAWARE_CHECK(layout == BLayout::kKxN || layout == BLayout::kNxK, "pack_b: invalid layout");
+  const Index min_ld = layout == BLayout::kKxN ? N : K;
+  QAWARE_CHECK(ldb >= min_ld, "pack_b: ldb = ", ldb, " is smaller than ", min_ld, " for a ", lname, " B with K = ", K,
+               ", N = ", N);
+  QAWARE_CHECK(zero_point >= -128 && zero_point <= 127, "pack_b: B zero point ", zero_point,
+               " is outside the int8 range [-128, 127]");
+  QAWARE_CHECK(has(kAllPaths, path) && best_path(path) == path && path != Path::kNone,
+               "pack_b: path must be exactly one of scalar, avx2, avxvnni, avx512vnni, amx (got mask ",
+               static_cast<unsigned>(path), ")");
+  QAWARE_CHECK(has(compiled_paths(), path), "pack_b: path '", path_name(path), "' is not compiled into this build");
+  // Even the smallest activation range (|A - a_zero_point| <= 128) must keep
+  // |sum_k (A - za)(B - zb)| within int32; gemm() checks the actual range.
+  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * max_abs_b(zero_point);
+  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "pack_b: K = ", K,
+               " is too deep for int32 accumulation: |sum| can reach K * 128 * ", max_abs_b(zero_point), " = ",
+               bound, " > 2^31 - 1; split K");
+}
+
 // How many adjacent K pairs (within quads) of B vpmaddubsw could saturate on.
 inline Index count_unsafe_b_pairs(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout) {
   Index unsafe = 0;
@@ -266,26 +290,7 @@ inline Index count_unsafe_b_pairs(const std::int8_t* b, Index K, Index N, Index 
 inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
                                   std::int32_t zero_point, Path path, int avx2_format,
                                   std::int32_t a_shift = detail::kAvx2DefaultAShift) {
-  const char* lname = layout == BLayout::kKxN ? "KxN" : "NxK";
-  QAWARE_CHECK(b != nullptr, "pack_b: B is null (K = ", K, ", N = ", N, ")");
-  QAWARE_CHECK(K >= 1 && N >= 1, "pack_b: K and N must be >= 1, got K = ", K, ", N = ", N);
-  QAWARE_CHECK(layout == BLayout::kKxN || layout == BLayout::kNxK, "pack_b: invalid layout");
-  const Index min_ld = layout == BLayout::kKxN ? N : K;
-  QAWARE_CHECK(ldb >= min_ld, "pack_b: ldb = ", ldb, " is smaller than ", min_ld, " for a ", lname, " B with K = ", K,
-               ", N = ", N);
-  QAWARE_CHECK(zero_point >= -128 && zero_point <= 127, "pack_b: B zero point ", zero_point,
-               " is outside the int8 range [-128, 127]");
-  QAWARE_CHECK(has(kAllPaths, path) && best_path(path) == path && path != Path::kNone,
-               "pack_b: path must be exactly one of scalar, avx2, avxvnni, avx512vnni, amx (got mask ",
-               static_cast<unsigned>(path), ")");
-  QAWARE_CHECK(has(compiled_paths(), path), "pack_b: path '", path_name(path), "' is not compiled into this build");
-  // Even the smallest activation range (|A - a_zero_point| <= 128) must keep
-  // |sum_k (A - za)(B - zb)| within int32; gemm() checks the actual range.
-  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * detail::max_abs_b(zero_point);
-  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "pack_b: K = ", K,
-               " is too deep for int32 accumulation: |sum| can reach K * 128 * ", detail::max_abs_b(zero_point), " = ",
-               bound, " > 2^31 - 1; split K");
-
+  detail::check_pack_b(b, K, N, ldb, layout, zero_point, path);
   const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
   const Index ns = layout == BLayout::kKxN ? 1 : ldb;  // stride between n
   auto at = [&](Index k, Index n) -> int { return b[k * ks + n * ns]; };
@@ -429,7 +434,7 @@ std::pair<std::int32_t, Index> choose_a_shift(const TA* a, Index M, Index K, Ind
       const int lo = std::max({0, -d0, -d1});
       const int hi = std::min(255 - d0, t >= 0 ? t / 2 : -((1 - t) / 2));
       ++pairs;
-      if (lo <= hi && lo <= 255) {
+      if (lo <= hi) {  // lo <= 255 always: d >= -255
         ++diff[static_cast<std::size_t>(lo)];
         --diff[static_cast<std::size_t>(std::min(hi, 255) + 1)];
       }
@@ -459,7 +464,8 @@ PackedMatrix pack_b_for_a(const TA* a, Index M, Index lda, std::int32_t a_zero_p
                 "pack_b_for_a: A must be uint8_t or int8_t");
   int avx2_format = -1;
   std::int32_t a_shift = detail::kAvx2DefaultAShift;
-  if (path == Path::kAvx2 && b != nullptr && K >= 1 && N >= 1 && ldb >= (layout == BLayout::kKxN ? N : K)) {
+  detail::check_pack_b(b, K, N, ldb, layout, zero_point, path);
+  if (path == Path::kAvx2) {
     QAWARE_CHECK(a != nullptr && M >= 1 && lda >= K, "pack_b_for_a: A (M = ", M, ", K = ", K, ", lda = ", lda,
                  ") is null, empty or has lda < K");
     const Index b_pairs = N * ((K + 1) / 2);

@@ -272,29 +272,25 @@ struct Avx2FixAKernel : Avx2QuadsBase {
           }
           for (; kv + 16 <= std::min(k1, K); kv += 16) {
             __m128i bytes[MR];
+            __m256i pair_sums[MR];
             __m256i bad = _mm256_setzero_si256();
             for (Index r = 0; r < MR; ++r) {
               const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r] + kv));
               const __m256i wide = std::is_same<TA, std::int8_t>::value ? _mm256_cvtepi8_epi16(raw) : _mm256_cvtepu8_epi16(raw);
               const __m256i x = _mm256_add_epi16(wide, offv);
-              const __m256i pair = _mm256_madd_epi16(x, ones);  // x0 + x1 per pair
+              pair_sums[r] = _mm256_madd_epi16(x, ones);  // x0 + x1 per pair
               // A change is needed where a value is negative or a pair sums past 255.
               bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi16(_mm256_setzero_si256(), x),
-                                                         _mm256_cmpgt_epi32(pair, limit)));
-              sums[r] = _mm256_add_epi32(sums[r], pair);
+                                                         _mm256_cmpgt_epi32(pair_sums[r], limit)));
               const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(x, x), 0x08);
               bytes[r] = _mm256_castsi256_si128(packed);
             }
             if (!_mm256_testz_si256(bad, bad)) {
-              // Undo this chunk's sums; the pair loop redoes the chunk with repairs.
-              for (Index r = 0; r < MR; ++r) {
-                const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[r] + kv));
-                const __m256i wide = std::is_same<TA, std::int8_t>::value ? _mm256_cvtepi8_epi16(raw) : _mm256_cvtepu8_epi16(raw);
-                sums[r] = _mm256_sub_epi32(sums[r], _mm256_madd_epi16(_mm256_add_epi16(wide, offv), ones));
-                pairs(pdst, r, src[r], kv, kv + 16, fixed_sums[r]);
-              }
+              // The pair loop takes this chunk, with its repairs.
+              for (Index r = 0; r < MR; ++r) pairs(pdst, r, src[r], kv, kv + 16, fixed_sums[r]);
               continue;
             }
+            for (Index r = 0; r < MR; ++r) sums[r] = _mm256_add_epi32(sums[r], pair_sums[r]);
             // Rows side by side per quad: a 4 x 4 transpose of 32-bit quads.
             const __m128i t0 = _mm_unpacklo_epi32(bytes[0], bytes[1]), t1 = _mm_unpacklo_epi32(bytes[2], bytes[3]);
             const __m128i t2 = _mm_unpackhi_epi32(bytes[0], bytes[1]), t3 = _mm_unpackhi_epi32(bytes[2], bytes[3]);
