@@ -7,8 +7,10 @@
 // two FFN layers (3072 x 768 and 768 x 3072).
 //
 // BM_GemmF32Eigen is the FP32 baseline (Eigen's GEMM); BM_GemmF32Ours is
-// qaware's AVX2 + FMA float kernel, which ops::linear_forward uses where the
-// CPU has AVX2 + FMA. Later kernels (BM_GemmS8<Path>) register with the same shapes
+// qaware's float kernel (AVX-512 where the CPU has it, else AVX2 + FMA), which
+// ops::linear and matmul use where the CPU has AVX2 + FMA;
+// BM_GemmF32OursAvx2 forces its AVX2 kernel, and BM_GemmF32OneDnn (built
+// when oneDNN is found) is oneDNN's sgemm, the yardstick. Later kernels (BM_GemmS8<Path>) register with the same shapes
 // through gemm_shapes() and report through set_gemm_counters(), so every
 // line of the output is comparable.
 //
@@ -24,6 +26,11 @@
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/ops/detail/sgemm.hpp"
+
+#if QAWARE_HAVE_DNNL
+#include <dnnl.h>
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -83,25 +90,56 @@ void BM_GemmF32Eigen(benchmark::State& state) {
 }
 BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
 
-// The same product on qaware's own AVX2 + FMA kernel (ops/detail/sgemm.hpp),
-// which ops::linear uses for float where the CPU has it.
-void BM_GemmF32Ours(benchmark::State& state) {
+// The same product on qaware's own kernel (ops/detail/sgemm.hpp), which
+// ops::linear and matmul use for float where the CPU has AVX2 + FMA:
+// BM_GemmF32Ours with the best kernel the CPU has (AVX-512 where available),
+// BM_GemmF32OursAvx2 with the AVX2 kernel.
+void run_ours(benchmark::State& state, bool avx512) {
   const GemmArgs a = gemm_args(state);
-  if (!qaware::detail::sgemm::available()) {
+  namespace sg = qaware::detail::sgemm;
+  if (!sg::available()) {
     state.SkipWithError("this CPU lacks AVX2 + FMA");
     return;
   }
+  const bool was = sg::set_avx512_enabled(avx512);
   F32Operands op(a);
   for (auto _ : state) {
-    qaware::detail::sgemm::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N,
-                                false);
+    sg::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N, false);
+    benchmark::DoNotOptimize(op.C.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(sg::avx512_enabled() ? "avx512" : "avx2");
+  sg::set_avx512_enabled(was);
+  set_gemm_counters(state, a, "GFLOPS");
+  qaware::set_num_threads(0);
+}
+void BM_GemmF32Ours(benchmark::State& state) { run_ours(state, true); }
+void BM_GemmF32OursAvx2(benchmark::State& state) { run_ours(state, false); }
+BENCHMARK(BM_GemmF32Ours)->Apply(gemm_shapes);
+BENCHMARK(BM_GemmF32OursAvx2)->Apply(gemm_shapes);
+
+#if QAWARE_HAVE_DNNL
+// oneDNN's sgemm (row-major, C = A B^T), the yardstick for our float kernel:
+// it picks the widest ISA the CPU has. Its threads are OpenMP's, set here.
+void BM_GemmF32OneDnn(benchmark::State& state) {
+  const GemmArgs a = gemm_args(state);
+  omp_set_num_threads(a.threads);
+  F32Operands op(a);
+  for (auto _ : state) {
+    const dnnl_status_t st = dnnl_sgemm('N', 'T', a.M, a.N, a.K, 1.0f, op.A.data(), a.K, op.B.data(), a.K, 0.0f,
+                                        op.C.data(), a.N);
+    if (st != dnnl_success) {
+      state.SkipWithError("dnnl_sgemm failed");
+      break;
+    }
     benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
   set_gemm_counters(state, a, "GFLOPS");
   qaware::set_num_threads(0);
 }
-BENCHMARK(BM_GemmF32Ours)->Apply(gemm_shapes);
+BENCHMARK(BM_GemmF32OneDnn)->Apply(gemm_shapes);
+#endif
 
 }  // namespace
 

@@ -10,8 +10,13 @@
 #   bin/qaware_gemm_tests              fully static (-static; gtest, libgomp, libstdc++, glibc inside),
 #                                      compiled WITHOUT any -march: the kernels' function target
 #                                      attributes alone select AVX2 / AVX-VNNI / AVX-512 VNNI / AMX
+#   bin/qaware_quant_tests, bin/qaware_ops_tests
+#                                      the same way (the ops suite holds the float GEMM's AVX2 and
+#                                      AVX-512 kernel tests)
 #   bin/qaware_gemm_int8_bench_v3      benchmark, -march=x86-64-v3 (AVX2+FMA Eigen baseline)
 #   bin/qaware_gemm_int8_bench_v4      benchmark, -march=x86-64-v4 (AVX-512 Eigen baseline)
+#   bin/qaware_gemm_bench_v4           the float GEMM benchmark (ours AVX-512 / AVX2, Eigen, oneDNN)
+#   bin/qaware_train_step_bench_v4     the BERT-block training step (issue #5)
 #   lib/                               the benchmark's shared libraries (libdnnl, libbenchmark,
 #                                      libOpenCL, libgomp, libstdc++, libm, libc) and the dynamic
 #                                      loader, so it does not depend on the target's glibc
@@ -37,24 +42,29 @@ echo "== configuring and building in $BUILD (logs: *.configure.log)"
 # -static cannot use). The benchmarks keep the shared libgomp: libdnnl.so uses
 # it too, and one process must have one OpenMP runtime.
 configure "$BUILD/tests" x86-64-v3 -DOpenMP_gomp_LIBRARY="$(${CXX:-c++} -print-file-name=libgomp.a)"
-cmake --build "$BUILD/tests" -j "$JOBS" --target qaware_gemm_tests qaware_quant_tests
+cmake --build "$BUILD/tests" -j "$JOBS" --target qaware_gemm_tests qaware_quant_tests qaware_ops_tests
 configure "$BUILD/v3" x86-64-v3
 cmake --build "$BUILD/v3" -j "$JOBS" --target qaware_gemm_int8_bench
-configure "$BUILD/v4" x86-64-v4
-cmake --build "$BUILD/v4" -j "$JOBS" --target qaware_gemm_int8_bench
+# The float and training-step benchmarks: the library's own code paths are
+# chosen at run time, but Eigen's elementwise code follows -march.
+configure "$BUILD/v4" x86-64-v4 -DCMAKE_CXX_FLAGS=-march=x86-64-v4
+cmake --build "$BUILD/v4" -j "$JOBS" --target qaware_gemm_int8_bench qaware_gemm_bench qaware_train_step_bench
 
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/bin" "$BUNDLE/lib"
 cp "$BUILD/tests/tests/gemm/qaware_gemm_tests" "$BUNDLE/bin/"
 cp "$BUILD/tests/tests/quant/qaware_quant_tests" "$BUNDLE/bin/"
+cp "$BUILD/tests/tests/ops/qaware_ops_tests" "$BUNDLE/bin/"
 # The fixtures the two test binaries read (found through QAWARE_TEST_DATA_DIR).
 mkdir -p "$BUNDLE/data"
 cp "$ROOT"/tests/data/requantize_golden.qawfix "$ROOT"/tests/data/fake_quant*.qfx "$BUNDLE/data/"
 cp "$BUILD/v3/benchmarks/qaware_gemm_int8_bench" "$BUNDLE/bin/qaware_gemm_int8_bench_v3"
 cp "$BUILD/v4/benchmarks/qaware_gemm_int8_bench" "$BUNDLE/bin/qaware_gemm_int8_bench_v4"
+cp "$BUILD/v4/benchmarks/qaware_gemm_bench" "$BUNDLE/bin/qaware_gemm_bench_v4"
+cp "$BUILD/v4/benchmarks/qaware_train_step_bench" "$BUNDLE/bin/qaware_train_step_bench_v4"
 strip --strip-unneeded "$BUNDLE"/bin/* 2>/dev/null || true
 
-for t in qaware_gemm_tests qaware_quant_tests; do
+for t in qaware_gemm_tests qaware_quant_tests qaware_ops_tests; do
   if ldd "$BUNDLE/bin/$t" >/dev/null 2>&1; then
     echo "error: $t is not statically linked" >&2
     exit 1
@@ -62,7 +72,7 @@ for t in qaware_gemm_tests qaware_quant_tests; do
 done
 
 # Every shared library the benchmarks load, and the loader itself.
-for exe in "$BUNDLE"/bin/qaware_gemm_int8_bench_v*; do
+for exe in "$BUNDLE"/bin/qaware_*bench_v*; do
   ldd "$exe" | awk '/=> \// {print $3} /^[[:space:]]*\/.*ld-linux/ {print $1}'
 done | sort -u | while read -r lib; do
   cp -L "$lib" "$BUNDLE/lib/"
@@ -79,6 +89,7 @@ D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export QAWARE_TEST_DATA_DIR="$D/data"
 "$D/bin/qaware_gemm_tests" "$@"; rc=$?
 "$D/bin/qaware_quant_tests" "$@" || rc=1
+"$D/bin/qaware_ops_tests" "$@" || rc=1
 exit $rc
 SH
 
@@ -94,6 +105,19 @@ if [ -z "\${QAWARE_BENCH_BUILD:-}" ] && grep -qw avx512f /proc/cpuinfo && grep -
   V=v4
 fi
 exec "\$D/lib/$LOADER" --library-path "\$D/lib" "\$D/bin/qaware_gemm_int8_bench_\$V" "\$@"
+SH
+
+cat > "$BUNDLE/run-float.sh" <<SH
+#!/usr/bin/env bash
+# run-float.sh [gemm|step] [gbench args]: the float GEMM benchmark
+# (qaware_gemm_bench) or the training-step benchmark (qaware_train_step_bench),
+# x86-64-v4 builds, through the bundled loader and libraries. For the step,
+# QAWARE_SGEMM=avx2 runs the float products on the AVX2 kernel instead of the
+# AVX-512 one (compare the two in one session).
+D=\$(cd "\$(dirname "\${BASH_SOURCE[0]}")" && pwd)
+WHAT=\${1:-gemm}; shift || true
+case "\$WHAT" in gemm) B=qaware_gemm_bench_v4 ;; step) B=qaware_train_step_bench_v4 ;; *) echo "gemm or step" >&2; exit 2 ;; esac
+exec "\$D/lib/$LOADER" --library-path "\$D/lib" "\$D/bin/\$B" "\$@"
 SH
 
 cat > "$BUNDLE/run-all.sh" <<'SH'
@@ -145,7 +169,8 @@ chmod +x "$BUNDLE"/*.sh
 cat > "$BUNDLE/README.txt" <<'TXT'
 qaware INT8 GEMM device bundle (issue #4)
 
-  ./run-tests.sh                      gtest suite; paths the CPU lacks are SKIPPED with a message
+  ./run-tests.sh                      gtest suites; paths the CPU lacks are SKIPPED with a message
+  ./run-float.sh gemm|step [args]     float GEMM / training-step benchmark (QAWARE_SGEMM=avx2|auto)
   ./run-bench.sh [gbench args]        benchmark (bundled loader + libs)
   ./run-all.sh quick|full [OUT_DIR]   tests, then the benchmark once per oneDNN ISA the CPU has
 

@@ -1,7 +1,9 @@
-// The AVX2 float GEMM behind linear (ops/detail/sgemm.hpp) against a double
-// triple loop: every transpose combination, overwrite and accumulate, sizes
-// around the micro-tile (6 x 16) and the blocks (KC = 256, MC = 120,
-// NC = 768), 1 and 2 threads. Tolerance per element: 4 * K * 2^-24 times
+// The float GEMM behind linear (ops/detail/sgemm.hpp), its AVX2 kernel and
+// (where the CPU has AVX-512F; skipped with a message elsewhere) its AVX-512
+// kernel, against a double triple loop: every transpose combination,
+// overwrite and accumulate, sizes around the micro-tiles (6 x 16, 6 x 32) and
+// the blocks (KC = 256, MC = 120, NC = 768), 1 and 2 threads; and the two
+// kernels against each other, bit for bit. Tolerance per element: 4 * K * 2^-24 times
 // sum_k |a_ik b_kj| (the classic bound for float summation of K products,
 // with room for the final add into C), far below what a wrong index gives.
 
@@ -9,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,23 +68,51 @@ void check(const Case& c, bool ta, bool tb, bool accumulate, int threads, std::v
   if (out) *out = C;
 }
 
-class SgemmTest : public ::testing::Test {
+// Selects the AVX-512 kernel (on) or the AVX2 one (off) for its lifetime.
+class KernelScope {
+ public:
+  explicit KernelScope(bool avx512) : was_(sg::set_avx512_enabled(avx512)) {}
+  ~KernelScope() { sg::set_avx512_enabled(was_); }
+  KernelScope(const KernelScope&) = delete;
+  KernelScope& operator=(const KernelScope&) = delete;
+
+ private:
+  bool was_;
+};
+
+class SgemmTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (!sg::available()) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
+    if (GetParam() && !sg::avx512_available())
+      GTEST_SKIP() << "this CPU (or OS) lacks AVX-512F: the 6 x 32 kernel cannot run here, the AVX2 kernel does";
+    scope_ = std::make_unique<KernelScope>(GetParam());
+    ASSERT_EQ(sg::avx512_enabled(), GetParam());
+  }
+  void TearDown() override { scope_.reset(); }
+
+ private:
+  std::unique_ptr<KernelScope> scope_;
+};
+
+class SgemmHelpersTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!sg::available()) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
   }
 };
 
-TEST_F(SgemmTest, MatchesDoubleReferenceOnEdgeSizesAndEveryTranspose) {
-  const Case cases[] = {{1, 1, 1},   {1, 16, 7},   {6, 16, 1},    {7, 17, 9},     {5, 3, 2},
-                        {13, 33, 31}, {37, 29, 75}, {121, 15, 257}, {2, 40, 600},  {64, 48, 513}};
+TEST_P(SgemmTest, MatchesDoubleReferenceOnEdgeSizesAndEveryTranspose) {
+  const Case cases[] = {{1, 1, 1},     {1, 16, 7},   {6, 16, 1},   {7, 17, 9},   {5, 3, 2},    {13, 33, 31},
+                        {37, 29, 75},  {121, 15, 257}, {2, 40, 600}, {64, 48, 513}, {6, 32, 5},  {11, 47, 64},
+                        {19, 65, 129}, {3, 31, 8}};
   for (const Case& c : cases)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (bool acc : {false, true}) check(c, ta, tb, acc, 1);
 }
 
-TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
+TEST_P(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
   // N beyond NC (768), M beyond MC (120), K beyond KC (256); big enough
   // to be split across threads along M (first) and N (second).
   const Case cases[] = {{250, 40, 300}, {9, 3100, 20}};
@@ -94,21 +125,49 @@ TEST_F(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
     }
 }
 
+// Both kernels run each C element's products as one FMA chain over k
+// (KC blocks in order) and add it into C once, so they agree bit for bit:
+// a model trains the same on either.
+TEST_F(SgemmHelpersTest, Avx512KernelGivesTheAvx2KernelsBits) {
+  if (!sg::avx512_available())
+    GTEST_SKIP() << "this CPU (or OS) lacks AVX-512F: the 6 x 32 kernel cannot run here, the AVX2 kernel does";
+  KernelScope avx512(true);
+  const Case cases[] = {{7, 17, 9}, {37, 70, 300}, {130, 100, 33}, {250, 800, 64}};
+  for (const Case& c : cases)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool acc : {false, true}) {
+          std::vector<float> wide, narrow;
+          check(c, ta, tb, acc, 1, &wide);
+          {
+            KernelScope avx2(false);
+            check(c, ta, tb, acc, 1, &narrow);
+          }
+          EXPECT_EQ(wide, narrow) << "M " << c.M << " N " << c.N << " K " << c.K << " ta " << ta << " tb " << tb
+                                  << " acc " << acc;
+        }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, SgemmTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Avx512" : "Avx2"; });
+
+
 // The vector packers lay out exactly what the scalar ones do (packing is a
 // copy: bit-identical, zero padding included), for whole and partial
 // slivers, K around the 8-wide transpose and both transposes.
-TEST_F(SgemmTest, VectorPackingMatchesScalarPacking) {
+TEST_F(SgemmHelpersTest, VectorPackingMatchesScalarPacking) {
   Rng rng(5);
   const Index ld = 300;
   std::vector<float> src(static_cast<std::size_t>(ld * ld));
   for (float& v : src) v = static_cast<float>(rng.uniform(-1, 1));
   // 32-byte aligned, as block() gives them (the B packer stores aligned).
-  alignas(32) static float a1[48 * 256], a2[48 * 256];
+  alignas(64) static float a1[64 * 256], a2[64 * 256];
   for (Index rows : {1, 5, 6, 7, 12, 13, 17, 32, 33})
     for (Index kc : {1, 7, 8, 9, 16, 23, 256})
       for (bool t : {false, true}) {
         const std::string what = "rows " + std::to_string(rows) + " kc " + std::to_string(kc) + " t " + std::to_string(t);
         const Index ma = (rows + sg::MR - 1) / sg::MR * sg::MR, nb = (rows + sg::NR - 1) / sg::NR * sg::NR;
+        const Index nw = (rows + sg::NR512 - 1) / sg::NR512 * sg::NR512;
         // Offsets 3 and 2: unaligned sources.
         std::fill(a1, a1 + ma * kc, -7.0f);
         std::fill(a2, a2 + ma * kc, 7.0f);
@@ -120,10 +179,16 @@ TEST_F(SgemmTest, VectorPackingMatchesScalarPacking) {
         sg::pack_b(src.data(), ld, t, 2, kc, 3, rows, a1);
         sg::pack_b_avx2(src.data(), ld, t, 2, kc, 3, rows, a2);
         EXPECT_TRUE(std::equal(a1, a1 + nb * kc, a2)) << "pack_b " << what;
+        // The AVX-512 kernel's slivers of 32 (packed with AVX2 moves).
+        std::fill(a1, a1 + nw * kc, -7.0f);
+        std::fill(a2, a2 + nw * kc, 7.0f);
+        sg::pack_b<sg::NR512>(src.data(), ld, t, 2, kc, 3, rows, a1);
+        sg::pack_b_avx2<sg::NR512>(src.data(), ld, t, 2, kc, 3, rows, a2);
+        EXPECT_TRUE(std::equal(a1, a1 + nw * kc, a2)) << "pack_b<32> " << what;
       }
 }
 
-TEST_F(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
+TEST_P(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
   std::vector<float> C(12, 5.0f);
   sg::gemm(3, 4, 0, nullptr, 1, false, nullptr, 1, false, C.data(), 4, true);
   for (float v : C) EXPECT_EQ(v, 5.0f);
@@ -131,12 +196,18 @@ TEST_F(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
   for (float v : C) EXPECT_EQ(v, 0.0f);
 }
 
-TEST_F(SgemmTest, CanBeSwitchedOffAndOn) {
+TEST_F(SgemmHelpersTest, CanBeSwitchedOffAndOn) {
   const bool was = sg::set_enabled(false);
   EXPECT_FALSE(sg::enabled());
   sg::set_enabled(true);
   EXPECT_TRUE(sg::enabled());
   sg::set_enabled(was);
+  // The AVX-512 kernel only turns on where the CPU has it.
+  const bool was512 = sg::set_avx512_enabled(true);
+  EXPECT_EQ(sg::avx512_enabled(), sg::avx512_available());
+  sg::set_avx512_enabled(false);
+  EXPECT_FALSE(sg::avx512_enabled());
+  sg::set_avx512_enabled(was512);
 }
 
 }  // namespace

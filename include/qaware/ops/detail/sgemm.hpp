@@ -11,6 +11,10 @@
 // slivers of MR, and a 6 x 16 register micro-kernel (12 ymm accumulators,
 // two FMAs per broadcast A value). Zero padding in the packed slivers lets
 // the kernel run full tiles; edges are written through a small buffer.
+// Where the CPU and OS have AVX-512F, a 6 x 32 micro-kernel on zmm registers
+// runs instead (B slivers of 32 columns, masked edges): twice the FMA width
+// with the same blocking, and the same sums (below), so the two kernels give
+// bit-identical results.
 //
 // Each C element is summed in the same order (k ascending within a KC block,
 // blocks added in order) whatever the thread count or the split, so results
@@ -20,8 +24,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <type_traits>
 
 #include "qaware/core/tensor.hpp"
@@ -44,20 +51,52 @@ namespace sgemm {
 // The blocking of N does not change any sum (only KC orders them).
 constexpr Index MR = 6, NR = 16, KC = 256, MC = 120, NC = 768;
 
+// The B sliver width of the AVX-512 micro-kernel (two zmm registers).
+constexpr Index NR512 = 32;
+
 // Whether this CPU and OS can run the AVX2 + FMA kernel.
 inline bool available() {
   const gemm::CpuFeatures& f = gemm::cpu_features();
   return QAWARE_SGEMM_X86 && f.avx2 && f.fma && f.os_ymm;
 }
-// Whether the kernel runs (default: where available); tests and benchmarks
-// may switch it off to compare with Eigen.
+// Whether they can also run the AVX-512F kernel (zmm state enabled by the OS).
+inline bool avx512_available() {
+  const gemm::CpuFeatures& f = gemm::cpu_features();
+  return available() && f.avx512f && f.os_zmm;
+}
+// The environment variable QAWARE_SGEMM chooses the kernel at start-up (for
+// comparisons): unset, empty or "auto" the best this CPU has, "avx2" the AVX2
+// kernel even where AVX-512 is available, "eigen" Eigen's GEMM. Another value
+// raises qaware::Error. Returns 0 (auto), 1 (avx2) or 2 (eigen).
+inline int env_choice() {
+  const char* v = std::getenv("QAWARE_SGEMM");
+  std::string s = v ? v : "";
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (s.empty() || s == "auto" || s == "avx512") return 0;
+  if (s == "avx2") return 1;
+  QAWARE_CHECK(s == "eigen", "QAWARE_SGEMM='", v, "' is not a float GEMM kernel (known: auto, avx512, avx2, eigen)");
+  return 2;
+}
+
+// Whether the kernel runs (default: where available, unless QAWARE_SGEMM=eigen);
+// tests and benchmarks may switch it off to compare with Eigen.
 inline std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> on{available()};
+  static std::atomic<bool> on{available() && env_choice() != 2};
   return on;
 }
 inline bool enabled() { return enabled_flag().load(std::memory_order_relaxed); }
 // Turns the kernel on (only where available) or off; returns the previous state.
 inline bool set_enabled(bool on) { return enabled_flag().exchange(on && available()); }
+// Whether the AVX-512 kernel runs where it is available (default: yes,
+// unless QAWARE_SGEMM says otherwise); tests and benchmarks may switch it off
+// to compare with the AVX2 kernel.
+inline std::atomic<bool>& avx512_flag() {
+  static std::atomic<bool> on{avx512_available() && env_choice() == 0};
+  return on;
+}
+inline bool avx512_enabled() { return avx512_flag().load(std::memory_order_relaxed); }
+// Turns the AVX-512 kernel on (only where available) or off; returns the previous state.
+inline bool set_avx512_enabled(bool on) { return avx512_flag().exchange(on && avx512_available()); }
 
 // op(A) rows [i0, i0 + mc) x K [k0, k0 + kc) -> slivers [mc / MR][kc][MR], zero padded.
 inline void pack_a(const float* A, Index lda, bool ta, Index i0, Index mc, Index k0, Index kc, float* out) {
@@ -77,20 +116,22 @@ inline void pack_a(const float* A, Index lda, bool ta, Index i0, Index mc, Index
   }
 }
 
-// op(B) K [k0, k0 + kc) x columns [j0, j0 + nc) -> slivers [nc / NR][kc][NR], zero padded.
-inline void pack_b(const float* B, Index ldb, bool tb, Index k0, Index kc, Index j0, Index nc, float* out) {
-  for (Index jb = 0; jb < nc; jb += NR) {
-    const Index nr = std::min(NR, nc - jb);
+// op(B) K [k0, k0 + kc) x columns [j0, j0 + nc) -> slivers [nc / W][kc][W], zero
+// padded (W = NR for the AVX2 kernel, NR512 for the AVX-512 one).
+template <Index W = NR>
+void pack_b(const float* B, Index ldb, bool tb, Index k0, Index kc, Index j0, Index nc, float* out) {
+  for (Index jb = 0; jb < nc; jb += W) {
+    const Index nr = std::min(W, nc - jb);
     if (!tb) {
-      for (Index k = 0; k < kc; ++k, out += NR) {
+      for (Index k = 0; k < kc; ++k, out += W) {
         const float* src = B + (k0 + k) * ldb + j0 + jb;
-        for (Index c = 0; c < NR; ++c) out[c] = c < nr ? src[c] : 0.0f;
+        for (Index c = 0; c < W; ++c) out[c] = c < nr ? src[c] : 0.0f;
       }
     } else {
-      const float* cols[NR];
-      for (Index c = 0; c < NR; ++c) cols[c] = B + (j0 + jb + std::min(c, nr - 1)) * ldb + k0;
-      for (Index k = 0; k < kc; ++k, out += NR)
-        for (Index c = 0; c < NR; ++c) out[c] = c < nr ? cols[c][k] : 0.0f;
+      const float* cols[W];
+      for (Index c = 0; c < W; ++c) cols[c] = B + (j0 + jb + std::min(c, nr - 1)) * ldb + k0;
+      for (Index k = 0; k < kc; ++k, out += W)
+        for (Index c = 0; c < W; ++c) out[c] = c < nr ? cols[c][k] : 0.0f;
     }
   }
 }
@@ -104,19 +145,26 @@ __attribute__((target("avx2,fma"))) inline void pack_a_avx2(const float* A, Inde
                                                              Index k0, Index kc, float* out) {
   static_assert(MR == 6, "pack_a_avx2 moves slivers of 6 rows");
   Index ib = 0;
-  for (; ib + MR <= mc; ib += MR, out += MR * kc) {
-    if (ta) {
-      // op(A)'s 6 rows are 6 consecutive floats of each stored row k.
-      const float* src = A + k0 * lda + i0 + ib;
-      for (Index k = 0; k < kc; ++k, src += lda) {
-        _mm_storeu_ps(out + k * MR, _mm_loadu_ps(src));
+  if (ta) {
+    // op(A)'s rows are consecutive floats of each stored row k: read each
+    // stored row once, front to back (prefetch-friendly), handing 6 floats
+    // to each whole sliver.
+    const Index whole = mc / MR;
+    for (Index k = 0; k < kc; ++k) {
+      const float* src = A + (k0 + k) * lda + i0;
+      float* o = out + k * MR;
+      for (Index s = 0; s < whole; ++s, src += MR, o += MR * kc) {
+        _mm_storeu_ps(o, _mm_loadu_ps(src));
         // Floats 4 and 5 as one 8-byte load (an unaligned-typed load: src + 4
         // need not be 8-byte aligned).
-        _mm_storel_pi(reinterpret_cast<__m64*>(out + k * MR + 4),
+        _mm_storel_pi(reinterpret_cast<__m64*>(o + 4),
                       _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
       }
-      continue;
     }
+    ib = whole * MR;
+    out += whole * MR * kc;
+  }
+  for (; !ta && ib + MR <= mc; ib += MR, out += MR * kc) {
     // 6 rows x 8 k at a time, transposed in registers into 8 groups of 6.
     const float* r0 = A + (i0 + ib) * lda + k0;
     Index k = 0;
@@ -156,20 +204,57 @@ __attribute__((target("avx2,fma"))) inline void pack_a_avx2(const float* A, Inde
   if (ib < mc) pack_a(A, lda, ta, i0 + ib, mc - ib, k0, kc, out);
 }
 
-__attribute__((target("avx2,fma"))) inline void pack_b_avx2(const float* B, Index ldb, bool tb, Index k0, Index kc,
-                                                             Index j0, Index nc, float* out) {
-  static_assert(NR == 16, "pack_b_avx2 moves slivers of 16 columns");
-  Index jb = 0;
+// The layout of pack_b<W> (W a multiple of 8), with the whole slivers moved
+// by vector loads and stores; `out` is 32-byte aligned.
+template <Index W = NR>
+__attribute__((target("avx2,fma"))) void pack_b_avx2(const float* B, Index ldb, bool tb, Index k0, Index kc, Index j0,
+                                                     Index nc, float* out) {
+  static_assert(W % 8 == 0, "pack_b_avx2 moves slivers of whole ymm registers");
+  const Index whole = nc / W;
   if (!tb) {
-    for (; jb + NR <= nc; jb += NR) {
-      const float* src = B + k0 * ldb + j0 + jb;
-      for (Index k = 0; k < kc; ++k, src += ldb, out += NR) {
-        _mm256_store_ps(out, _mm256_loadu_ps(src));
-        _mm256_store_ps(out + 8, _mm256_loadu_ps(src + 8));
+    // Each stored row k read once, front to back, W floats to each sliver.
+    for (Index k = 0; k < kc; ++k) {
+      const float* src = B + (k0 + k) * ldb + j0;
+      float* o = out + k * W;
+      for (Index s = 0; s < whole; ++s, src += W, o += W * kc)
+        for (Index c = 0; c < W; c += 8) _mm256_store_ps(o + c, _mm256_loadu_ps(src + c));
+    }
+  } else {
+    // op(B)'s columns are stored rows: 8 of them x 8 k at a time, transposed
+    // in registers into 8 k-rows of 8 columns.
+    for (Index s = 0; s < whole; ++s) {
+      float* o = out + s * W * kc;
+      for (Index half = 0; half < W; half += 8) {
+        const float* src = B + (j0 + s * W + half) * ldb + k0;
+        Index k = 0;
+        for (; k + 8 <= kc; k += 8) {
+          __m256 r[8];
+          for (int c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(src + c * ldb + k);
+          const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+          const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+          const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+          const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+          // u0: columns 0..3 at k+0 (low lane) and k+4 (high lane), and so on.
+          const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+          const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+          const __m256 v0 = _mm256_shuffle_ps(t4, t6, 0x44), v1 = _mm256_shuffle_ps(t4, t6, 0xEE);
+          const __m256 v2 = _mm256_shuffle_ps(t5, t7, 0x44), v3 = _mm256_shuffle_ps(t5, t7, 0xEE);
+          float* d = o + k * W + half;
+          _mm256_store_ps(d + 0 * W, _mm256_permute2f128_ps(u0, v0, 0x20));
+          _mm256_store_ps(d + 1 * W, _mm256_permute2f128_ps(u1, v1, 0x20));
+          _mm256_store_ps(d + 2 * W, _mm256_permute2f128_ps(u2, v2, 0x20));
+          _mm256_store_ps(d + 3 * W, _mm256_permute2f128_ps(u3, v3, 0x20));
+          _mm256_store_ps(d + 4 * W, _mm256_permute2f128_ps(u0, v0, 0x31));
+          _mm256_store_ps(d + 5 * W, _mm256_permute2f128_ps(u1, v1, 0x31));
+          _mm256_store_ps(d + 6 * W, _mm256_permute2f128_ps(u2, v2, 0x31));
+          _mm256_store_ps(d + 7 * W, _mm256_permute2f128_ps(u3, v3, 0x31));
+        }
+        for (; k < kc; ++k)
+          for (Index c = 0; c < 8; ++c) o[k * W + half + c] = src[c * ldb + k];
       }
     }
   }
-  if (jb < nc) pack_b(B, ldb, tb, k0, kc, j0 + jb, nc - jb, out);
+  if (whole * W < nc) pack_b<W>(B, ldb, tb, k0, kc, j0 + whole * W, nc - whole * W, out + whole * W * kc);
 }
 
 // C[0..mr) x [0..nr) (=|+=) a-sliver (kc x MR) times b-sliver (kc x NR).
@@ -228,39 +313,102 @@ __attribute__((target("avx2,fma"))) inline void kernel_6x16(Index kc, const floa
     }
   }
 }
+
+// kernel_6x16 on zmm registers: C[0..mr) x [0..nr) (=|+=) a-sliver (kc x MR)
+// times b-sliver (kc x NR512, 64-byte aligned). Each C element gets the same
+// operations in the same order as in kernel_6x16 (an FMA chain over k from 0,
+// then one add into C), so the results are the same bits.
+__attribute__((target("avx512f"))) inline void kernel_6x32(Index kc, const float* a, const float* b, float* c,
+                                                            Index ldc, Index mr, Index nr, bool accumulate) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (Index r = 0; r < mr; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (Index k = 0; k < kc; ++k, a += MR, b += NR512) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 x = _mm512_set1_ps(a[0]), y = _mm512_set1_ps(a[1]);
+    c00 = _mm512_fmadd_ps(x, b0, c00);
+    c01 = _mm512_fmadd_ps(x, b1, c01);
+    c10 = _mm512_fmadd_ps(y, b0, c10);
+    c11 = _mm512_fmadd_ps(y, b1, c11);
+    x = _mm512_set1_ps(a[2]);
+    y = _mm512_set1_ps(a[3]);
+    c20 = _mm512_fmadd_ps(x, b0, c20);
+    c21 = _mm512_fmadd_ps(x, b1, c21);
+    c30 = _mm512_fmadd_ps(y, b0, c30);
+    c31 = _mm512_fmadd_ps(y, b1, c31);
+    x = _mm512_set1_ps(a[4]);
+    y = _mm512_set1_ps(a[5]);
+    c40 = _mm512_fmadd_ps(x, b0, c40);
+    c41 = _mm512_fmadd_ps(x, b1, c41);
+    c50 = _mm512_fmadd_ps(y, b0, c50);
+    c51 = _mm512_fmadd_ps(y, b1, c51);
+  }
+  // Columns [0, 16) and [16, 32) of the tile that exist in C.
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1u);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1u) : __mmask16(0);
+  const __m512 t[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (Index r = 0; r < mr; ++r) {
+    float* cr = c + r * ldc;
+    __m512 lo = t[r][0], hi = t[r][1];
+    if (accumulate) {
+      lo = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), lo);
+      hi = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), hi);
+    }
+    _mm512_mask_storeu_ps(cr, m0, lo);
+    _mm512_mask_storeu_ps(cr + 16, m1, hi);
+  }
+}
 #endif
 
-// One thread's share: rows [m0, m1) and columns [n0, n1) of C.
-inline void block(Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta, const float* B,
-                  Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
 #if QAWARE_SGEMM_X86
+// block() for the micro-kernel `kernel` on B slivers of W columns.
+template <Index W, typename Kernel>
+void block_with(Kernel kernel, Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta,
+                const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+  static_assert(NC % W == 0, "NC must hold whole slivers");
   const Index M = m1 - m0, N = n1 - n0;
   const Index kcm = std::min(KC, K);
-  const Index mcm = (std::min(MC, M) + MR - 1) / MR * MR, ncm = (std::min(NC, N) + NR - 1) / NR * NR;
-  // 32-byte aligned buffers (the kernel's aligned loads of B).
-  std::unique_ptr<float[]> abuf(new float[static_cast<std::size_t>(mcm * kcm + 8)]);
-  std::unique_ptr<float[]> bbuf(new float[static_cast<std::size_t>(kcm * ncm + 8)]);
-  auto align32 = [](float* p) {
-    return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 31) & ~std::uintptr_t(31));
+  const Index mcm = (std::min(MC, M) + MR - 1) / MR * MR, ncm = (std::min(NC, N) + W - 1) / W * W;
+  // 64-byte aligned buffers (the kernels' aligned loads of B: W floats per k).
+  std::unique_ptr<float[]> abuf(new float[static_cast<std::size_t>(mcm * kcm + 16)]);
+  std::unique_ptr<float[]> bbuf(new float[static_cast<std::size_t>(kcm * ncm + 16)]);
+  auto align64 = [](float* p) {
+    return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
   };
-  float* pa = align32(abuf.get());
-  float* pb = align32(bbuf.get());
+  float* pa = align64(abuf.get());
+  float* pb = align64(bbuf.get());
   for (Index jc = n0; jc < n1; jc += NC) {
     const Index nc = std::min(NC, n1 - jc);
     for (Index pc = 0; pc < K; pc += KC) {
       const Index kc = std::min(KC, K - pc);
       const bool acc = accumulate || pc > 0;
-      pack_b_avx2(B, ldb, tb, pc, kc, jc, nc, pb);
+      pack_b_avx2<W>(B, ldb, tb, pc, kc, jc, nc, pb);
       for (Index ic = m0; ic < m1; ic += MC) {
         const Index mc = std::min(MC, m1 - ic);
         pack_a_avx2(A, lda, ta, ic, mc, pc, kc, pa);
-        for (Index jr = 0; jr < nc; jr += NR)
+        for (Index jr = 0; jr < nc; jr += W)
           for (Index ir = 0; ir < mc; ir += MR)
-            kernel_6x16(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir),
-                        std::min(NR, nc - jr), acc);
+            kernel(kc, pa + ir * kc, pb + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, std::min(MR, mc - ir),
+                   std::min(W, nc - jr), acc);
       }
     }
   }
+}
+#endif
+
+// One thread's share: rows [m0, m1) and columns [n0, n1) of C, on the
+// AVX-512 kernel when it is enabled, else on the AVX2 one.
+inline void block(Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta, const float* B,
+                  Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+#if QAWARE_SGEMM_X86
+  if (avx512_enabled())
+    block_with<NR512>(kernel_6x32, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+  else
+    block_with<NR>(kernel_6x16, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
 #else
   (void)m0, (void)m1, (void)n0, (void)n1, (void)K, (void)A, (void)lda, (void)ta, (void)B, (void)ldb, (void)tb;
   (void)C, (void)ldc, (void)accumulate;
@@ -281,7 +429,7 @@ inline void gemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, 
   // Split the larger dimension into one contiguous chunk per thread, in
   // whole micro-tiles; small products stay on one thread.
   const bool split_m = M >= N;
-  const Index tile = split_m ? MR : NR;
+  const Index tile = split_m ? MR : avx512_enabled() ? NR512 : NR;
   const Index tiles = ((split_m ? M : N) + tile - 1) / tile;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const Index grain = flops < 4e6 ? tiles : std::max<Index>(1, tiles / 64);
