@@ -10,7 +10,8 @@
 // qaware's float kernel (AVX-512 where the CPU has it, else AVX2 + FMA), which
 // ops::linear and matmul use where the CPU has AVX2 + FMA;
 // BM_GemmF32OursAvx2 forces its AVX2 kernel, and BM_GemmF32OneDnn (built
-// when oneDNN is found) is oneDNN's sgemm, the yardstick. Later kernels (BM_GemmS8<Path>) register with the same shapes
+// when oneDNN is found) is oneDNN's sgemm, the yardstick. Later kernels
+// (BM_GemmS8<Path>) register with the same shapes
 // through gemm_shapes() and report through set_gemm_counters(), so every
 // line of the output is comparable.
 //

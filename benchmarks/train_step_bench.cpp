@@ -13,7 +13,8 @@
 // branches; a padding mask with the last eighth of the second sequence
 // padded. The Params' gradients are zeroed each step (part of the timing,
 // as optimizer.zero_grad() in PyTorch). Each run of a case starts with one
-// untimed warm-up step on its fresh block, as the PyTorch script does. Counter "GFLOP/s": 3 x the forward
+// untimed warm-up step on its fresh block, as the PyTorch script does.
+// Counter "GFLOP/s": 3 x the forward
 // multiply-adds x 2 (the GEMMs only) per step. tools/bench_train_step_torch.py
 // times the same step in PyTorch.
 //

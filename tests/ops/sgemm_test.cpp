@@ -160,7 +160,7 @@ TEST_F(SgemmHelpersTest, VectorPackingMatchesScalarPacking) {
   const Index ld = 300;
   std::vector<float> src(static_cast<std::size_t>(ld * ld));
   for (float& v : src) v = static_cast<float>(rng.uniform(-1, 1));
-  // 32-byte aligned, as block() gives them (the B packer stores aligned).
+  // 64-byte aligned, as block_with() gives them (the B packer stores aligned).
   alignas(64) static float a1[64 * 256], a2[64 * 256];
   for (Index rows : {1, 5, 6, 7, 12, 13, 17, 32, 33})
     for (Index kc : {1, 7, 8, 9, 16, 23, 256})

@@ -161,10 +161,10 @@ __attribute__((target("avx2,fma"))) inline void pack_a_avx2(const float* A, Inde
                       _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 4))));
       }
     }
-    ib = whole * MR;
+    ib = whole * MR;  // only a partial sliver (if any) is left for the scalar code
     out += whole * MR * kc;
   }
-  for (; !ta && ib + MR <= mc; ib += MR, out += MR * kc) {
+  for (; ib + MR <= mc; ib += MR, out += MR * kc) {
     // 6 rows x 8 k at a time, transposed in registers into 8 groups of 6.
     const float* r0 = A + (i0 + ib) * lda + k0;
     Index k = 0;
@@ -401,17 +401,17 @@ void block_with(Kernel kernel, Index m0, Index m1, Index n0, Index n1, Index K, 
 #endif
 
 // One thread's share: rows [m0, m1) and columns [n0, n1) of C, on the
-// AVX-512 kernel when it is enabled, else on the AVX2 one.
-inline void block(Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta, const float* B,
-                  Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+// AVX-512 kernel when `wide`, else on the AVX2 one.
+inline void block(bool wide, Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta,
+                  const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
 #if QAWARE_SGEMM_X86
-  if (avx512_enabled())
+  if (wide)
     block_with<NR512>(kernel_6x32, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
   else
     block_with<NR>(kernel_6x16, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
 #else
-  (void)m0, (void)m1, (void)n0, (void)n1, (void)K, (void)A, (void)lda, (void)ta, (void)B, (void)ldb, (void)tb;
-  (void)C, (void)ldc, (void)accumulate;
+  (void)wide, (void)m0, (void)m1, (void)n0, (void)n1, (void)K, (void)A, (void)lda, (void)ta, (void)B, (void)ldb;
+  (void)tb, (void)C, (void)ldc, (void)accumulate;
   QAWARE_CHECK(false, "sgemm: the AVX2 GEMM is not compiled on this architecture");
 #endif
 }
@@ -428,17 +428,20 @@ inline void gemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, 
   }
   // Split the larger dimension into one contiguous chunk per thread, in
   // whole micro-tiles; small products stay on one thread.
+  // The kernel is chosen once per call: every thread's share runs on it, and
+  // N is split in whole slivers of its width.
+  const bool wide = avx512_enabled();
   const bool split_m = M >= N;
-  const Index tile = split_m ? MR : avx512_enabled() ? NR512 : NR;
+  const Index tile = split_m ? MR : wide ? NR512 : NR;
   const Index tiles = ((split_m ? M : N) + tile - 1) / tile;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const Index grain = flops < 4e6 ? tiles : std::max<Index>(1, tiles / 64);
   parallel_for(0, tiles, grain, [&](Index t0, Index t1) {
     const Index lo = t0 * tile, hi = std::min(t1 * tile, split_m ? M : N);
     if (split_m)
-      block(lo, hi, 0, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+      block(wide, lo, hi, 0, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
     else
-      block(0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+      block(wide, 0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
   });
 }
 
