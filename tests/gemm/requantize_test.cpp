@@ -9,9 +9,12 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "common/fixture.hpp"
+#include "qaware/quant/fake_quantize_kernels.hpp"
 #include "qaware/quant/requantize.hpp"
+#include "quant/quant_test_util.hpp"
 
 namespace qaware {
 namespace {
@@ -56,6 +59,61 @@ TEST(RequantizeTest, SaturatesHugeAndNonFiniteInputs) {
   EXPECT_EQ(quant::quantize_value(inf, 1.0f, 3, -128, 127), 127);
   EXPECT_EQ(quant::quantize_value(-inf, 1.0f, 3, -128, 127), -128);
   EXPECT_EQ(quant::quantize_value(std::nanf(""), 1.0f, 3, -128, 127), -128);
+}
+
+// The vectorised codes (detail::fq::quantize_codes, the quantized linear's
+// code recovery) equal quantize_value element for element on every ISA this
+// CPU runs: the golden's values (ties and saturation included) and special
+// values, for uint8 and int8 ranges and lengths that leave a scalar tail.
+template <typename Code>
+void expect_codes_match(const std::vector<float>& x, float inv, std::int32_t zp, std::int32_t qmin, std::int32_t qmax,
+                        const std::string& what) {
+  for (const detail::fq::Isa isa : test::runnable_isas()) {
+    const test::IsaLimit limit(isa);
+    for (const Index n : {Index(x.size()), Index(x.size()) - 1, Index(31), Index(33)}) {
+      if (n < 0 || n > Index(x.size())) continue;
+      std::vector<Code> c(static_cast<std::size_t>(n) + 1, Code(0x5A));
+      detail::fq::quantize_codes(x.data(), c.data(), n, inv, zp, qmin, qmax);
+      for (Index k = 0; k < n; ++k)
+        ASSERT_EQ(int(c[static_cast<std::size_t>(k)]), quant::quantize_value(x[static_cast<std::size_t>(k)], inv, zp, qmin, qmax))
+            << what << ", " << detail::fq::isa_name(isa) << ", n = " << n << ", x = " << x[static_cast<std::size_t>(k)];
+      EXPECT_EQ(c.back(), Code(0x5A)) << what << ": wrote past n = " << n;
+    }
+  }
+}
+
+TEST(RequantizeTest, VectorisedCodesEqualQuantizeValueOnEveryIsa) {
+  const test::Fixture fx = test::Fixture::load("requantize_golden.qawfix");
+  const std::int64_t configs = fx.scalar<std::int64_t>("configs");
+  int tested = 0;
+  for (std::int64_t c = 0; c < configs; ++c) {
+    const std::string i = std::to_string(c);
+    const float inv = 1.0f / fx.scalar<float>("scale_" + i);
+    const auto zp = static_cast<std::int32_t>(fx.scalar<std::int64_t>("zp_" + i));
+    const auto qmin = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmin_" + i));
+    const auto qmax = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmax_" + i));
+    const DynTensor<float> xt = fx.get<float>("x_" + i);
+    std::vector<float> x(xt.data(), xt.data() + xt.numel());
+    const std::string what = "config " + i;
+    if (qmin >= 0 && qmax <= 255) {
+      expect_codes_match<std::uint8_t>(x, inv, zp, qmin, qmax, what);
+      ++tested;
+    } else if (qmin >= -128 && qmax <= 127) {
+      expect_codes_match<std::int8_t>(x, inv, zp, qmin, qmax, what);
+      ++tested;
+    }
+  }
+  EXPECT_GT(tested, 1);
+  // Not finite, huge, ties at both ends of the range, and -0.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> special{std::nanf(""), inf, -inf, 3e38f, -3e38f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -0.0f,
+                             126.5f, 127.5f, 128.5f, -127.5f, -128.5f, 254.5f, 255.5f, 1e-30f, -1e-30f};
+  for (int k = 0; k < 60; ++k) special.push_back(static_cast<float>(k * 7 % 300) - 150.25f);
+  expect_codes_match<std::uint8_t>(special, 1.0f, 0, 0, 255, "uint8 [0, 255]");
+  expect_codes_match<std::uint8_t>(special, 1.0f, 128, 0, 255, "uint8 zp 128");
+  expect_codes_match<std::uint8_t>(special, 0.5f, 3, 2, 200, "uint8 [2, 200]");
+  expect_codes_match<std::int8_t>(special, 1.0f, 0, -128, 127, "int8 [-128, 127]");
+  expect_codes_match<std::int8_t>(special, 2.0f, -5, -127, 127, "int8 zp -5");
 }
 
 TEST(RequantizeTest, DequantizeAccumulatorIsOneFusedRounding) {

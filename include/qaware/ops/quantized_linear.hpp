@@ -27,12 +27,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/gemm/gemm.hpp"
 #include "qaware/ops/linear.hpp"
+#include "qaware/quant/fake_quantize_kernels.hpp"
 #include "qaware/quant/requantize.hpp"
 
 namespace qaware {
@@ -55,20 +57,21 @@ struct LinearWeightQuant {
 namespace ops {
 
 // Recovers the codes of n fake-quantized values: out[i] = clamp(zp +
-// nearbyint(x[i] * (1 / scale)), qmin, qmax), the shared quantize routine.
+// nearbyint(x[i] * (1 / scale)), qmin, qmax), the shared quantize routine
+// (vectorised where the CPU allows; the same codes either way).
 template <typename Code>
 void recover_codes(const float* x, Code* out, Index n, float scale, std::int32_t zero_point, std::int32_t qmin,
                    std::int32_t qmax) {
-  const float inv = 1.0f / scale;
-  for (Index i = 0; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv, zero_point, qmin, qmax));
+  detail::fq::quantize_codes(x, out, n, 1.0f / scale, zero_point, qmin, qmax);
 }
 
-// The codes of n activations, in parallel.
+// The codes of n activations, in parallel (every element is written, so
+// the buffer starts uninitialised).
 template <typename Code>
-std::vector<Code> input_codes(const float* x, Index n, const LinearInputQuant& q) {
-  std::vector<Code> c(static_cast<std::size_t>(n));
+std::unique_ptr<Code[]> input_codes(const float* x, Index n, const LinearInputQuant& q) {
+  std::unique_ptr<Code[]> c(new Code[static_cast<std::size_t>(n)]);
   parallel_for(0, n, 16384, [&](Index b, Index e) {
-    recover_codes(x + b, c.data() + b, e - b, q.scale, q.zero_point, q.quant_min, q.quant_max);
+    recover_codes(x + b, c.get() + b, e - b, q.scale, q.zero_point, q.quant_min, q.quant_max);
   });
   return c;
 }
@@ -96,11 +99,11 @@ inline void quantized_linear_forward(const float* x, const float* w, const float
                "quantized_linear: weight range [", wq.quant_min, ", ", wq.quant_max, "] does not fit int8");
 
   // Weight codes, row by row (each row's own scale).
-  std::vector<std::int8_t> wc(static_cast<std::size_t>(OUT * IN));
+  std::unique_ptr<std::int8_t[]> wc(new std::int8_t[static_cast<std::size_t>(OUT * IN)]);
   parallel_for(0, OUT, 64, [&](Index o0, Index o1) {
     for (Index o = o0; o < o1; ++o) {
       const float s = wq.scales[static_cast<std::size_t>(S == 1 ? 0 : o)];
-      recover_codes(w + o * IN, wc.data() + o * IN, IN, s, 0, wq.quant_min, wq.quant_max);
+      recover_codes(w + o * IN, wc.get() + o * IN, IN, s, 0, wq.quant_min, wq.quant_max);
     }
   });
   gemm::Dequantize dq;
@@ -112,9 +115,9 @@ inline void quantized_linear_forward(const float* x, const float* w, const float
   // The weight is packed with the input codes in view, so that the AVX2 path
   // can keep its fast format for freshly initialised weights (packed_matrix.hpp).
   auto run = [&](const auto& codes) {
-    const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes.data(), R, IN, xq.zero_point, wc.data(), IN, OUT, IN,
+    const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes.get(), R, IN, xq.zero_point, wc.get(), IN, OUT, IN,
                                                          gemm::BLayout::kNxK, 0, gemm::best_path());
-    gemm::gemm(codes.data(), R, IN, IN, xq.zero_point, packed, out);
+    gemm::gemm(codes.get(), R, IN, IN, xq.zero_point, packed, out);
   };
   if (a_unsigned) {
     run(input_codes<std::uint8_t>(x, R * IN, xq));

@@ -45,6 +45,7 @@
 
 #include "qaware/core/shape.hpp"
 #include "qaware/ops/detail/common.hpp"
+#include "qaware/quant/requantize.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define QAWARE_FQ_X86 1
@@ -418,6 +419,36 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
   }
   masked_accumulate_scalar(dy + i, words, i, dx + i, n - i, overwrite);
 }
+
+// ---------------------------------------------------------------------------
+// Integer codes, AVX2: out[i] = quant::quantize_value(x[i], inv_scale, zp,
+// qmin, qmax) for a range within uint8 (Code = uint8_t) or int8 (int8_t),
+// with the same float steps (multiply, round half to even, add the zero
+// point, NaN -> qmin, clamp), 32 values per step.
+
+template <typename Code>
+__attribute__((target("avx2,fma"))) inline void quantize_codes_avx2(const float* x, Code* out, Index n,
+                                                                     float inv_scale, std::int32_t zero_point,
+                                                                     std::int32_t qmin, std::int32_t qmax) {
+  const __m256 inv = _mm256_set1_ps(inv_scale), zp = _mm256_set1_ps(static_cast<float>(zero_point));
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin)), hi = _mm256_set1_ps(static_cast<float>(qmax));
+  // The two packs interleave 4-value groups across the 128-bit lanes; this
+  // puts them back in order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto codes8 = [&](const float* p) {
+    const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    // max_ps returns its second operand when either is NaN: NaN -> qmin.
+    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zp), lo), hi));
+  };
+  Index i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m256i w01 = _mm256_packs_epi32(codes8(x + i), codes8(x + i + 8));
+    const __m256i w23 = _mm256_packs_epi32(codes8(x + i + 16), codes8(x + i + 24));
+    const __m256i b = std::is_same<Code, std::uint8_t>::value ? _mm256_packus_epi16(w01, w23) : _mm256_packs_epi16(w01, w23);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permutevar8x32_epi32(b, order));
+  }
+  for (; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
+}
 #endif  // QAWARE_FQ_X86
 
 // ---------------------------------------------------------------------------
@@ -460,6 +491,19 @@ inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, In
   }
 #endif
   masked_accumulate_scalar(dy, words, 0, dx, n, overwrite);
+}
+
+// out[i] = quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax)
+// for i < n: the integer codes of a range within Code (uint8_t or int8_t).
+template <typename Code>
+inline void quantize_codes(const float* x, Code* out, Index n, float inv_scale, std::int32_t zero_point,
+                           std::int32_t qmin, std::int32_t qmax) {
+  static_assert(std::is_same_v<Code, std::uint8_t> || std::is_same_v<Code, std::int8_t>,
+                "quantize_codes: Code must be uint8_t or int8_t");
+#if QAWARE_FQ_X86
+  if (active_isa() != Isa::Scalar) return quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
+#endif
+  for (Index i = 0; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
 }
 
 }  // namespace fq
