@@ -16,6 +16,7 @@
 
 // ops: differentiable ops, one per header
 #include "qaware/ops/add.hpp"
+#include "qaware/ops/attention_products.hpp"
 #include "qaware/ops/cross_entropy.hpp"
 #include "qaware/ops/dropout.hpp"
 #include "qaware/ops/embedding.hpp"

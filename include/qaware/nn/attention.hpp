@@ -6,7 +6,8 @@
 //   q, k, v = query(x), key(x), value(x)             QATLinear: each quantizes its
 //                                                    input and weight
 //   q, k, v = fq_q(q), fq_k(k), fq_v(v)              option quantize_matmul_inputs
-//   scores  = (q_h k_h^T) / sqrt(HS)                 [B, NH, T, T]
+//   scores  = (q_h k_h^T) / sqrt(HS)                 [B, NH, T, T]; q_h is head h's
+//                                                    HS features of q (ops/attention_products.hpp)
 //   scores  = fq_scores(scores)                      option quantize_scores (default on)
 //   probs   = softmax(scores + mask)                 mask: [B, T] 1 = attend, 0 = padding,
 //                                                    made additive (nn::additive_attention_mask)
@@ -32,11 +33,8 @@
 #include "qaware/nn/functional.hpp"
 #include "qaware/nn/linear.hpp"
 #include "qaware/nn/module.hpp"
+#include "qaware/ops/attention_products.hpp"
 #include "qaware/ops/dropout.hpp"
-#include "qaware/ops/matmul.hpp"
-#include "qaware/ops/permute.hpp"
-#include "qaware/ops/reshape.hpp"
-#include "qaware/ops/scale.hpp"
 #include "qaware/ops/softmax.hpp"
 
 namespace qaware {
@@ -104,18 +102,17 @@ class QATAttention : public Module<Scalar> {
     Var<Scalar> mask;
     if (!padding_mask.empty()) mask = tape.constant(additive_attention_mask(padding_mask, B, T));
 
-    auto split = [&](Var<Scalar> t) { return permute(reshape(t, Shape{B, T, NH_, HS_}), {0, 2, 1, 3}); };
-    const Var<Scalar> q = split(q_fq_(tape, query_.forward(tape, x), tr));
-    const Var<Scalar> k = split(k_fq_(tape, key_.forward(tape, x), tr));
-    const Var<Scalar> v = split(v_fq_(tape, value_.forward(tape, x), tr));
+    // q, k, v stay (B, T, C); the products read each head in place.
+    const Var<Scalar> q = q_fq_(tape, query_.forward(tape, x), tr);
+    const Var<Scalar> k = k_fq_(tape, key_.forward(tape, x), tr);
+    const Var<Scalar> v = v_fq_(tape, value_.forward(tape, x), tr);
 
-    Var<Scalar> scores = scale(matmul(q, k, false, true), Scalar(1) / std::sqrt(static_cast<Scalar>(HS_)));
+    Var<Scalar> scores = attention_scores(q, k, NH_, Scalar(1) / std::sqrt(static_cast<Scalar>(HS_)));
     scores = scores_fq_(tape, scores, tr);
     Var<Scalar> probs = mask.valid() ? softmax(scores, mask) : softmax(scores);
     probs = probs_fq_(tape, probs, tr);
     probs = dropout(probs, static_cast<Scalar>(opt_.dropout), rng_, tr);
-    const Var<Scalar> ctx = reshape(permute(matmul(probs, v), {0, 2, 1, 3}), Shape{B, T, C_});
-    return dense_.forward(tape, ctx);
+    return dense_.forward(tape, attention_context(probs, v));
   }
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x, const DynTensor<Scalar>& padding_mask = DynTensor<Scalar>()) {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x), padding_mask); });

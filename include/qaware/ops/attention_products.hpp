@@ -1,0 +1,158 @@
+#pragma once
+// Attention's two batched products, read from and written to the (B, T, C)
+// layout of the projections, where head h owns the features [h * HS,
+// (h + 1) * HS) of each row (C = NH * HS):
+//
+//   attention_scores(q, k, NH, alpha)   q, k (B, T, C) -> s (B, NH, T, T),
+//                                       s[b, h] = alpha * (q_h k_h^T)
+//   attention_context(p, v)             p (B, NH, T, T), v (B, T, C) -> ctx (B, T, C),
+//                                       ctx_h = p[b, h] v_h
+//
+// q_h is the T x HS matrix of head h in batch b, read in place (row stride
+// C). They give the bits of the composed ops
+//   scale(matmul(split(q), split(k), false, true), alpha)
+//   reshape(permute(matmul(p, split(v)), {0, 2, 1, 3}), {B, T, C})
+// with split(x) = permute(reshape(x, {B, T, NH, HS}), {0, 2, 1, 3}), forward
+// and backward: the same GEMMs over the same values (the product is rounded,
+// then multiplied by alpha, as scale() does). What they save is the permuted
+// copies of q, k, v and the context and the separate scaling pass, each in
+// both directions. The B * NH products run across threads, one GEMM each
+// (matmul's for_each_batch).
+
+#include <cmath>
+#include <vector>
+
+#include "qaware/autograd/tape.hpp"
+#include "qaware/core/tensor.hpp"
+#include "qaware/ops/matmul.hpp"
+
+namespace qaware {
+namespace ops {
+namespace attention_detail {
+
+// C (M x N, row stride ldc) = / += op(A) op(B) for row-major A, B with
+// row strides lda, ldb (op transposes when its flag is set): the float GEMM
+// where it runs, else Eigen on strided maps.
+template <typename Scalar>
+void strided_gemm(Index M, Index N, Index K, const Scalar* A, Index lda, bool ta, const Scalar* B, Index ldb, bool tb,
+                  Scalar* C, Index ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  if (detail::sgemm::try_gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate)) return;
+  using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
+  Eigen::Map<Mat, 0, Stride> c(C, M, N, Stride(ldc));
+  Eigen::Map<const Mat, 0, Stride> a(A, ta ? K : M, ta ? M : K, Stride(lda)), b(B, tb ? N : K, tb ? K : N, Stride(ldb));
+  if (!accumulate) c.setZero();
+  if (K == 0) return;
+  // Only `+=` products (as matmul_detail::gemm).
+  if (!ta && !tb)
+    c.noalias() += a * b;
+  else if (!ta)
+    c.noalias() += a * b.transpose();
+  else if (!tb)
+    c.noalias() += a.transpose() * b;
+  else
+    c.noalias() += a.transpose() * b.transpose();
+}
+
+}  // namespace attention_detail
+
+// s (B, NH, T, T) = alpha * q_h k_h^T per batch and head; q, k (B, T, C).
+template <typename Scalar>
+void attention_scores_forward(const Scalar* q, const Scalar* k, Scalar* s, Index B, Index T, Index C, Index NH,
+                              Scalar alpha) {
+  const Index HS = C / NH;
+  matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
+    const Index b = i / NH, h = i % NH;
+    Scalar* si = s + i * T * T;
+    attention_detail::strided_gemm(T, T, HS, q + b * T * C + h * HS, C, false, k + b * T * C + h * HS, C, true, si, T,
+                                   false);
+    if (alpha != Scalar(1))
+      for (Index j = 0; j < T * T; ++j) si[j] = alpha * si[j];
+  });
+}
+
+// dq += alpha * ds_h k_h and dk += alpha * ds_h^T q_h per batch and head
+// (= instead when the flag is set; a null output is not computed). Batch
+// and head i writes dq's block before dk's (q and k may be one node).
+template <typename Scalar>
+void attention_scores_backward(const Scalar* ds, const Scalar* q, const Scalar* k, Scalar* dq, Scalar* dk, Index B,
+                               Index T, Index C, Index NH, Scalar alpha, bool overwrite_dq = false,
+                               bool overwrite_dk = false) {
+  const Index HS = C / NH;
+  matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
+    const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
+    // scale()'s backward first: alpha * ds, rounded (the + 0 as its
+    // overwrite writes it).
+    std::vector<Scalar> g(static_cast<std::size_t>(T * T));
+    const Scalar* dsi = ds + i * T * T;
+    for (Index j = 0; j < T * T; ++j) g[static_cast<std::size_t>(j)] = alpha * dsi[j] + Scalar(0);
+    if (dq) attention_detail::strided_gemm(T, HS, T, g.data(), T, false, k + off, C, false, dq + off, C, !overwrite_dq);
+    if (dk) attention_detail::strided_gemm(T, HS, T, g.data(), T, true, q + off, C, false, dk + off, C, !overwrite_dk);
+  });
+}
+
+// ctx (B, T, C): ctx_h = p[b, h] v_h per batch and head; p (B, NH, T, T), v (B, T, C).
+template <typename Scalar>
+void attention_context_forward(const Scalar* p, const Scalar* v, Scalar* ctx, Index B, Index T, Index C, Index NH) {
+  const Index HS = C / NH;
+  matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
+    const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
+    attention_detail::strided_gemm(T, HS, T, p + i * T * T, T, false, v + off, C, false, ctx + off, C, false);
+  });
+}
+
+// dp[b, h] += dctx_h v_h^T and dv_h += p[b, h]^T dctx_h (= when the flag is set).
+template <typename Scalar>
+void attention_context_backward(const Scalar* dctx, const Scalar* p, const Scalar* v, Scalar* dp, Scalar* dv, Index B,
+                                Index T, Index C, Index NH, bool overwrite_dp = false, bool overwrite_dv = false) {
+  const Index HS = C / NH;
+  matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
+    const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
+    if (dp) attention_detail::strided_gemm(T, T, HS, dctx + off, C, false, v + off, C, true, dp + i * T * T, T, !overwrite_dp);
+    if (dv) attention_detail::strided_gemm(T, HS, T, p + i * T * T, T, true, dctx + off, C, false, dv + off, C, !overwrite_dv);
+  });
+}
+
+}  // namespace ops
+
+// s (B, NH, T, T) = alpha * q_h k_h^T for q, k (B, T, C) split into NH heads.
+template <typename Scalar>
+Var<Scalar> attention_scores(Var<Scalar> q, Var<Scalar> k, Index heads, detail::identity_t<Scalar> alpha) {
+  const Shape& qs = q.shape();
+  QAWARE_CHECK(qs.rank() == 3 && k.shape() == qs, "attention_scores: q ", qs.str(), " and k ", k.shape().str(),
+               " must both be (B, T, C)");
+  QAWARE_CHECK(heads > 0 && qs[2] % heads == 0, "attention_scores: C = ", qs[2], " is not a multiple of heads = ",
+               heads);
+  QAWARE_CHECK(std::isfinite(static_cast<double>(alpha)), "attention_scores: alpha ", alpha, " must be finite");
+  const Index B = qs[0], T = qs[1], C = qs[2], NH = heads;
+  DynTensor<Scalar> s(Shape{B, NH, T, T});
+  ops::attention_scores_forward(q.value().data(), k.value().data(), s.data(), B, T, C, NH, static_cast<Scalar>(alpha));
+  return q.tape().record(std::move(s), {q, k}, [q, k, B, T, C, NH, alpha](Tape<Scalar>& t, const DynTensor<Scalar>& ds) {
+    const auto dq = t.grad_slot_if_needed(q);
+    const auto dk = t.grad_slot_if_needed(k);
+    ops::attention_scores_backward(ds.data(), t.value(q).data(), t.value(k).data(), dq.data, dk.data, B, T, C, NH,
+                                   static_cast<Scalar>(alpha), dq.fresh, dk.fresh);
+  });
+}
+
+// ctx (B, T, C), head h = p[b, h] v_h, for p (B, NH, T, T) and v (B, T, C).
+template <typename Scalar>
+Var<Scalar> attention_context(Var<Scalar> p, Var<Scalar> v) {
+  const Shape &ps = p.shape(), &vs = v.shape();
+  QAWARE_CHECK(ps.rank() == 4 && vs.rank() == 3 && ps[0] == vs[0] && ps[2] == vs[1] && ps[3] == vs[1] && ps[1] > 0 &&
+                   vs[2] % ps[1] == 0,
+               "attention_context: p ", ps.str(), " must be (B, NH, T, T) and v ", vs.str(),
+               " (B, T, C) with C a multiple of NH");
+  const Index B = vs[0], T = vs[1], C = vs[2], NH = ps[1];
+  DynTensor<Scalar> ctx(Shape{B, T, C});
+  ops::attention_context_forward(p.value().data(), v.value().data(), ctx.data(), B, T, C, NH);
+  return p.tape().record(std::move(ctx), {p, v}, [p, v, B, T, C, NH](Tape<Scalar>& t, const DynTensor<Scalar>& dctx) {
+    const auto dp = t.grad_slot_if_needed(p);
+    const auto dv = t.grad_slot_if_needed(v);
+    ops::attention_context_backward(dctx.data(), t.value(p).data(), t.value(v).data(), dp.data, dv.data, B, T, C, NH,
+                                    dp.fresh, dv.fresh);
+  });
+}
+
+}  // namespace qaware
