@@ -20,7 +20,7 @@
 // (matmul's for_each_batch).
 
 #include <cmath>
-#include <vector>
+#include <memory>
 
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/tensor.hpp"
@@ -84,11 +84,11 @@ void attention_scores_backward(const Scalar* ds, const Scalar* q, const Scalar* 
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
     // scale()'s backward first: alpha * ds, rounded (the + 0 as its
     // overwrite writes it).
-    std::vector<Scalar> g(static_cast<std::size_t>(T * T));
+    const std::unique_ptr<Scalar[]> g(new Scalar[static_cast<std::size_t>(T * T)]);
     const Scalar* dsi = ds + i * T * T;
     for (Index j = 0; j < T * T; ++j) g[static_cast<std::size_t>(j)] = alpha * dsi[j] + Scalar(0);
-    if (dq) attention_detail::strided_gemm(T, HS, T, g.data(), T, false, k + off, C, false, dq + off, C, !overwrite_dq);
-    if (dk) attention_detail::strided_gemm(T, HS, T, g.data(), T, true, q + off, C, false, dk + off, C, !overwrite_dk);
+    if (dq) attention_detail::strided_gemm(T, HS, T, g.get(), T, false, k + off, C, false, dq + off, C, !overwrite_dq);
+    if (dk) attention_detail::strided_gemm(T, HS, T, g.get(), T, true, q + off, C, false, dk + off, C, !overwrite_dk);
   });
 }
 
