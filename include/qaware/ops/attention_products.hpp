@@ -9,14 +9,17 @@
 //                                       ctx_h = p[b, h] v_h
 //
 // q_h is the T x HS matrix of head h in batch b, read in place (row stride
-// C). They give the bits of the composed ops
+// C). In float they give the bits of the composed ops
 //   scale(matmul(split(q), split(k), false, true), alpha)
 //   reshape(permute(matmul(p, split(v)), {0, 2, 1, 3}), {B, T, C})
 // with split(x) = permute(reshape(x, {B, T, NH, HS}), {0, 2, 1, 3}), forward
 // and backward: the same GEMMs over the same values (the product is rounded,
-// then multiplied by alpha, as scale() does). What they save is the permuted
-// copies of q, k, v and the context and the separate scaling pass, each in
-// both directions. The B * NH products run across threads, one GEMM each
+// then multiplied by alpha, as scale() does). One exception: a gradient added
+// into one that is already there (an input used twice) may round otherwise
+// once T or HS exceeds the float GEMM's K block (256), which then adds
+// partial sums one block at a time. What they save is the permuted copies of
+// q, k, v and the context and the separate scaling pass, each in both
+// directions. The B * NH products run across threads, one GEMM each
 // (matmul's for_each_batch).
 
 #include <cmath>

@@ -137,12 +137,13 @@ void pack_b(const float* B, Index ldb, bool tb, Index k0, Index kc, Index j0, In
 }
 
 #if QAWARE_SGEMM_X86
+// How many stored rows ahead the transposed A packing prefetches.
+constexpr Index kPrefetchRows = 4;
+
 // pack_a and pack_b with vector moves for the whole slivers (the same
 // layout; a last partial sliver goes through the scalar code). Packing is
 // about a tenth of the GEMM's time on BERT's shapes when done a float at a
 // time.
-// How many stored rows ahead the transposed packing prefetches.
-constexpr Index kPrefetchRows = 4;
 __attribute__((target("avx2,fma"))) inline void pack_a_avx2(const float* A, Index lda, bool ta, Index i0, Index mc,
                                                              Index k0, Index kc, float* out) {
   static_assert(MR == 6, "pack_a_avx2 moves slivers of 6 rows");
