@@ -19,19 +19,28 @@
 namespace qaware {
 namespace {
 
+// One configuration of the golden file: the quantization parameters and
+// the inputs x.
+struct GoldenConfig {
+  float scale;
+  std::int32_t zp, qmin, qmax;
+  DynTensor<float> x;
+};
+GoldenConfig golden_config(const test::Fixture& fx, std::int64_t c) {
+  const std::string i = std::to_string(c);
+  return {fx.scalar<float>("scale_" + i), static_cast<std::int32_t>(fx.scalar<std::int64_t>("zp_" + i)),
+          static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmin_" + i)),
+          static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmax_" + i)), fx.get<float>("x_" + i)};
+}
+
 TEST(RequantizeTest, MatchesPyTorchFakeQuantize) {
   const test::Fixture fx = test::Fixture::load("requantize_golden.qawfix");
   const std::int64_t configs = fx.scalar<std::int64_t>("configs");
   ASSERT_GT(configs, 0);
   Index checked = 0, ties = 0, saturated = 0;
   for (std::int64_t c = 0; c < configs; ++c) {
-    const std::string i = std::to_string(c);
-    const float scale = fx.scalar<float>("scale_" + i);
-    const auto zp = static_cast<std::int32_t>(fx.scalar<std::int64_t>("zp_" + i));
-    const auto qmin = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmin_" + i));
-    const auto qmax = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmax_" + i));
-    const DynTensor<float> x = fx.get<float>("x_" + i);
-    const DynTensor<std::int32_t> q = fx.get<std::int32_t>("q_" + i);
+    const auto [scale, zp, qmin, qmax, x] = golden_config(fx, c);
+    const DynTensor<std::int32_t> q = fx.get<std::int32_t>("q_" + std::to_string(c));
     ASSERT_EQ(x.numel(), q.numel());
     const float inv = 1.0f / scale;  // as PyTorch computes it
     for (Index k = 0; k < x.numel(); ++k) {
@@ -87,14 +96,10 @@ TEST(RequantizeTest, VectorisedCodesEqualQuantizeValueOnEveryIsa) {
   const std::int64_t configs = fx.scalar<std::int64_t>("configs");
   int tested = 0;
   for (std::int64_t c = 0; c < configs; ++c) {
-    const std::string i = std::to_string(c);
-    const float inv = 1.0f / fx.scalar<float>("scale_" + i);
-    const auto zp = static_cast<std::int32_t>(fx.scalar<std::int64_t>("zp_" + i));
-    const auto qmin = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmin_" + i));
-    const auto qmax = static_cast<std::int32_t>(fx.scalar<std::int64_t>("qmax_" + i));
-    const DynTensor<float> xt = fx.get<float>("x_" + i);
+    const auto [scale, zp, qmin, qmax, xt] = golden_config(fx, c);
+    const float inv = 1.0f / scale;
     std::vector<float> x(xt.data(), xt.data() + xt.numel());
-    const std::string what = "config " + i;
+    const std::string what = "config " + std::to_string(c);
     if (qmin >= 0 && qmax <= 255) {
       expect_codes_match<std::uint8_t>(x, inv, zp, qmin, qmax, what);
       ++tested;

@@ -20,7 +20,7 @@
 // partial sums one block at a time. What they save is the permuted copies of
 // q, k, v and the context and the separate scaling pass, each in both
 // directions. The B * NH products run across threads, one GEMM each
-// (matmul's for_each_batch).
+// (matmul's for_each_batch and its strided gemm).
 
 #include <cmath>
 #include <memory>
@@ -28,37 +28,10 @@
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/ops/matmul.hpp"
+#include "qaware/ops/scale.hpp"
 
 namespace qaware {
 namespace ops {
-namespace attention_detail {
-
-// C (M x N, row stride ldc) = / += op(A) op(B) for row-major A, B with
-// row strides lda, ldb (op transposes when its flag is set): the float GEMM
-// where it runs, else Eigen on strided maps.
-template <typename Scalar>
-void strided_gemm(Index M, Index N, Index K, const Scalar* A, Index lda, bool ta, const Scalar* B, Index ldb, bool tb,
-                  Scalar* C, Index ldc, bool accumulate) {
-  if (M == 0 || N == 0) return;
-  if (detail::sgemm::try_gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate)) return;
-  using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using Stride = Eigen::OuterStride<>;
-  Eigen::Map<Mat, 0, Stride> c(C, M, N, Stride(ldc));
-  Eigen::Map<const Mat, 0, Stride> a(A, ta ? K : M, ta ? M : K, Stride(lda)), b(B, tb ? N : K, tb ? K : N, Stride(ldb));
-  if (!accumulate) c.setZero();
-  if (K == 0) return;
-  // Only `+=` products (as matmul_detail::gemm).
-  if (!ta && !tb)
-    c.noalias() += a * b;
-  else if (!ta)
-    c.noalias() += a * b.transpose();
-  else if (!tb)
-    c.noalias() += a.transpose() * b;
-  else
-    c.noalias() += a.transpose() * b.transpose();
-}
-
-}  // namespace attention_detail
 
 // s (B, NH, T, T) = alpha * q_h k_h^T per batch and head; q, k (B, T, C).
 template <typename Scalar>
@@ -68,10 +41,8 @@ void attention_scores_forward(const Scalar* q, const Scalar* k, Scalar* s, Index
   matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
     const Index b = i / NH, h = i % NH;
     Scalar* si = s + i * T * T;
-    attention_detail::strided_gemm(T, T, HS, q + b * T * C + h * HS, C, false, k + b * T * C + h * HS, C, true, si, T,
-                                   false);
-    if (alpha != Scalar(1))
-      for (Index j = 0; j < T * T; ++j) si[j] = alpha * si[j];
+    matmul_detail::gemm(q + b * T * C + h * HS, C, false, k + b * T * C + h * HS, C, true, si, T, T, HS, T, false);
+    scale_forward(si, si, T * T, alpha);
   });
 }
 
@@ -85,13 +56,11 @@ void attention_scores_backward(const Scalar* ds, const Scalar* q, const Scalar* 
   const Index HS = C / NH;
   matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
-    // scale()'s backward first: alpha * ds, rounded (the + 0 as its
-    // overwrite writes it).
+    // scale()'s backward first, into a fresh buffer: g = alpha * ds.
     const std::unique_ptr<Scalar[]> g(new Scalar[static_cast<std::size_t>(T * T)]);
-    const Scalar* dsi = ds + i * T * T;
-    for (Index j = 0; j < T * T; ++j) g[static_cast<std::size_t>(j)] = alpha * dsi[j] + Scalar(0);
-    if (dq) attention_detail::strided_gemm(T, HS, T, g.get(), T, false, k + off, C, false, dq + off, C, !overwrite_dq);
-    if (dk) attention_detail::strided_gemm(T, HS, T, g.get(), T, true, q + off, C, false, dk + off, C, !overwrite_dk);
+    scale_backward(ds + i * T * T, g.get(), T * T, alpha, true);
+    if (dq) matmul_detail::gemm(g.get(), T, false, k + off, C, false, dq + off, C, T, T, HS, !overwrite_dq);
+    if (dk) matmul_detail::gemm(g.get(), T, true, q + off, C, false, dk + off, C, T, T, HS, !overwrite_dk);
   });
 }
 
@@ -101,7 +70,7 @@ void attention_context_forward(const Scalar* p, const Scalar* v, Scalar* ctx, In
   const Index HS = C / NH;
   matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
-    attention_detail::strided_gemm(T, HS, T, p + i * T * T, T, false, v + off, C, false, ctx + off, C, false);
+    matmul_detail::gemm(p + i * T * T, T, false, v + off, C, false, ctx + off, C, T, T, HS, false);
   });
 }
 
@@ -112,8 +81,8 @@ void attention_context_backward(const Scalar* dctx, const Scalar* p, const Scala
   const Index HS = C / NH;
   matmul_detail::for_each_batch(B * NH, T * T * HS, [&](Index i) {
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
-    if (dp) attention_detail::strided_gemm(T, T, HS, dctx + off, C, false, v + off, C, true, dp + i * T * T, T, !overwrite_dp);
-    if (dv) attention_detail::strided_gemm(T, HS, T, p + i * T * T, T, true, dctx + off, C, false, dv + off, C, !overwrite_dv);
+    if (dp) matmul_detail::gemm(dctx + off, C, false, v + off, C, true, dp + i * T * T, T, T, HS, T, !overwrite_dp);
+    if (dv) matmul_detail::gemm(p + i * T * T, T, true, dctx + off, C, false, dv + off, C, T, T, HS, !overwrite_dv);
   });
 }
 

@@ -25,17 +25,22 @@ namespace ops {
 namespace matmul_detail {
 
 // c (M, N) = op(x) op(y), or += when accumulate. x is stored (M, K), or
-// (K, M) when tx; y is stored (K, N), or (N, K) when ty.
+// (K, M) when tx; y is stored (K, N), or (N, K) when ty; all row-major with
+// row strides ldx, ldy and ldc (a matrix may be a block of a wider one, as
+// an attention head is of its (B, T, C) tensor).
 template <typename Scalar>
-void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M, Index K, Index N, bool accumulate) {
-  MatrixMap<Scalar> C(c, M, N);
+void gemm(const Scalar* x, Index ldx, bool tx, const Scalar* y, Index ldy, bool ty, Scalar* c, Index ldc, Index M,
+          Index K, Index N, bool accumulate) {
+  using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
   if (M == 0 || N == 0) return;
+  Eigen::Map<Mat, 0, Stride> C(c, M, N, Stride(ldc));
   if (K == 0) {
     if (!accumulate) C.setZero();
     return;
   }
-  if (detail::sgemm::try_gemm(M, N, K, x, tx ? M : K, tx, y, ty ? K : N, ty, c, N, accumulate)) return;
-  ConstMatrixMap<Scalar> X(x, tx ? K : M, tx ? M : K), Y(y, ty ? N : K, ty ? K : N);
+  if (detail::sgemm::try_gemm(M, N, K, x, ldx, tx, y, ldy, ty, c, ldc, accumulate)) return;
+  Eigen::Map<const Mat, 0, Stride> X(x, tx ? K : M, tx ? M : K, Stride(ldx)), Y(y, ty ? N : K, ty ? K : N, Stride(ldy));
   // Only `+=` products: `=` would instantiate a second set of Eigen's
   // product kernels (compile time, especially under sanitizers) for the
   // price of one memset.
@@ -49,6 +54,11 @@ void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M
     run(X.transpose(), Y);
   else
     run(X.transpose(), Y.transpose());
+}
+// The same for contiguous matrices.
+template <typename Scalar>
+void gemm(const Scalar* x, bool tx, const Scalar* y, bool ty, Scalar* c, Index M, Index K, Index N, bool accumulate) {
+  gemm(x, tx ? M : K, tx, y, ty ? K : N, ty, c, N, M, K, N, accumulate);
 }
 
 // Runs f(i) for i in [0, batch), where each call is one product of

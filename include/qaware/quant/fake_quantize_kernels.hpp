@@ -424,10 +424,11 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
 // Integer codes, AVX2: out[i] = quant::quantize_value(x[i], inv_scale, zp,
 // qmin, qmax) for a range within uint8 (Code = uint8_t) or int8 (int8_t),
 // with the same float steps (multiply, round half to even, add the zero
-// point, NaN -> qmin, clamp), 32 values per step.
+// point, NaN -> qmin, clamp), 32 values per step. Returns how many it did
+// (n rounded down to 32); quantize_codes does the rest.
 
 template <typename Code>
-__attribute__((target("avx2,fma"))) inline void quantize_codes_avx2(const float* x, Code* out, Index n,
+__attribute__((target("avx2,fma"))) inline Index quantize_codes_avx2(const float* x, Code* out, Index n,
                                                                      float inv_scale, std::int32_t zero_point,
                                                                      std::int32_t qmin, std::int32_t qmax) {
   const __m256 inv = _mm256_set1_ps(inv_scale), zp = _mm256_set1_ps(static_cast<float>(zero_point));
@@ -447,7 +448,7 @@ __attribute__((target("avx2,fma"))) inline void quantize_codes_avx2(const float*
     const __m256i b = std::is_same<Code, std::uint8_t>::value ? _mm256_packus_epi16(w01, w23) : _mm256_packs_epi16(w01, w23);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permutevar8x32_epi32(b, order));
   }
-  for (; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
+  return i;
 }
 #endif  // QAWARE_FQ_X86
 
@@ -500,10 +501,11 @@ inline void quantize_codes(const float* x, Code* out, Index n, float inv_scale, 
                            std::int32_t qmin, std::int32_t qmax) {
   static_assert(std::is_same_v<Code, std::uint8_t> || std::is_same_v<Code, std::int8_t>,
                 "quantize_codes: Code must be uint8_t or int8_t");
+  Index i = 0;
 #if QAWARE_FQ_X86
-  if (active_isa() != Isa::Scalar) return quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
+  if (active_isa() != Isa::Scalar) i = quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
 #endif
-  for (Index i = 0; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
+  for (; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
 }
 
 }  // namespace fq
