@@ -454,11 +454,13 @@ TEST(GemmAvx2FormatTest, PackForAChoosesFromTheActivations) {
   }
 }
 
-// pack_b packs an N x K weight (the PyTorch layout) a column at a time with
-// word copies for the formats with groups of 4 int8 or 2 int16 along K; the
-// K x N layout takes the element-by-element loop. Both must give the same
-// bytes, column sums and maddubs corrections for the same B, at edge sizes of
-// K (groups, the maddubs K block) and N (panels).
+// pack_b packs an N x K weight (the PyTorch layout) with word copies for the
+// formats with groups of 4 int8 or 2 int16 along K (8 columns x 32 or 16 K
+// values at a time as AVX2 transposes where the CPU has AVX2, then a column
+// at a time); the K x N layout takes the element-by-element loop. Both must
+// give the same bytes, column sums and maddubs corrections (and the same
+// count of unsafe maddubs pairs) for the same B, at edge sizes of K (groups,
+// vector chunks, the maddubs K block) and N (8-column groups, panels).
 TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   struct Fmt {
     Path path;
@@ -475,8 +477,8 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   if (gemm::has(gemm::compiled_paths(), Path::kAvx512Vnni)) fmts.push_back({Path::kAvx512Vnni, -1});
   if (fmts.empty()) GTEST_SKIP() << "no path with 4-value groups is compiled";
   Rng rng(77);
-  for (Index K : {1, 2, 3, 4, 5, 7, 8, 9, 31, 33, 511, 512, 513, 1030})
-    for (Index N : {1, 16, 23, 24, 25, 49}) {
+  for (Index K : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 66, 511, 512, 513, 1030})
+    for (Index N : {1, 7, 8, 16, 23, 24, 25, 48, 49}) {
       const Index ldb = K + (K % 3);  // tight and padded leading dimensions
       // Sigma 50: about 1 in 30 pairs needs a maddubs correction.
       std::vector<std::int8_t> nxk(static_cast<std::size_t>(N * ldb), 99), kxn(static_cast<std::size_t>(K * N));
@@ -486,6 +488,9 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
           nxk[static_cast<std::size_t>(n * ldb + k)] = v;
           kxn[static_cast<std::size_t>(k * N + n)] = v;
         }
+      ASSERT_EQ(gemm::detail::count_unsafe_b_pairs(nxk.data(), K, N, ldb, BLayout::kNxK),
+                gemm::detail::count_unsafe_b_pairs(kxn.data(), K, N, N, BLayout::kKxN))
+          << "K=" << K << " N=" << N;
       for (const Fmt& f : fmts) {
         SCOPED_TRACE(::testing::Message() << gemm::path_name(f.path) << " format " << f.avx2_format << " K=" << K
                                           << " N=" << N);
