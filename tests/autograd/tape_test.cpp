@@ -1,6 +1,9 @@
 // Tape mechanics: reverse-order backward, += accumulation across fan-out,
 // gradients only where needed, Params receiving gradients in place, clearing,
-// and grad slots (a first write that overwrites a fresh buffer).
+// and grad slots (a first write that overwrites a fresh buffer, or a Param's
+// gradient left as a pending zero by zero_grad()).
+
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -142,6 +145,50 @@ TEST(TapeTest, GradSlotIsFreshOnlyForTheFirstWriteToANodesOwnBuffer) {
   EXPECT_THROW(tape.grad_slot(c), Error);
   EXPECT_EQ(tape.grad_slot_if_needed(c).data, nullptr);
   EXPECT_FALSE(tape.grad_slot_if_needed(c).fresh);
+}
+
+TEST(TapeTest, ZeroGradIsAPendingZeroThatAGradSlotOverwrites) {
+  Param<double> p(filled({2, 3}, 0.5, -0.25));
+  for (Index i = 0; i < 6; ++i) p.grad()[i] = 7.0;  // an earlier step's gradient
+  p.zero_grad();
+  {
+    // The first slot overwrites (no fill, no read); later ones accumulate.
+    Tape<double> tape;
+    Var<double> w = tape.param(p);
+    const auto first = tape.grad_slot(w);
+    EXPECT_TRUE(first.fresh);
+    EXPECT_EQ(first.data, p.grad().data());
+    for (Index i = 0; i < 6; ++i) first.data[i] = static_cast<double>(i);
+    const auto second = tape.grad_slot(w);
+    EXPECT_FALSE(second.fresh);
+    EXPECT_EQ(p.grad()[5], 5.0);
+  }
+  // Read before any slot, a pending zero reads as zeros (const access too),
+  // and a slot then accumulates into them.
+  p.zero_grad();
+  const Param<double>& cp = p;
+  for (double g : cp.grad()) EXPECT_EQ(g, 0.0);
+  Tape<double> tape;
+  EXPECT_FALSE(tape.grad_slot(tape.param(p)).fresh);
+}
+
+TEST(TapeTest, ZeroGradBetweenStepsGivesEachStepsOwnGradient) {
+  // The fan-out graph of FanOutAccumulatesBothPaths, twice with zero_grad()
+  // between: the second gradient equals the first (the overwrite of the
+  // pending zero comes first, the second use of A adds to it).
+  Param<double> a(filled({3, 3}, 0.1, 0.07));
+  std::vector<double> grads[2];
+  for (int step = 0; step < 2; ++step) {
+    a.zero_grad();
+    Tape<double> tape;
+    Var<double> x = tape.leaf(filled({2, 3}, -0.3, 0.11));
+    Var<double> pa = tape.param(a);
+    Var<double> y = linear(linear(x, pa), pa);
+    tape.backward(y, DynTensor<double>(y.shape(), 1.0));
+    grads[step].assign(a.grad().data(), a.grad().data() + 9);
+  }
+  EXPECT_EQ(grads[0], grads[1]);
+  EXPECT_NE(grads[0], std::vector<double>(9, 0.0));
 }
 
 TEST(TapeTest, GradOnAFreshNodeIsZerosEvenOnRecycledMemory) {
