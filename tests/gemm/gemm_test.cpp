@@ -221,38 +221,43 @@ double act_double(gemm::Activation a, double y) {
   return y;
 }
 
+// K = 200 fits one K block of every path; K = 530 spans several, so kernels
+// that finish the tile from their registers on the last K block (micro_out)
+// do it on accumulated sums too.
 TEST_P(GemmPathTest, DequantizeStage) {
   Rng rng(16);
-  for (bool per_channel : {false, true}) {
-    for (bool with_bias : {false, true}) {
-      for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu}) {
-        Case<std::uint8_t> cs(37, 70, 200, BLayout::kNxK, rng, 121, per_channel ? 0 : 3, 2, 0, 5);
-        const StageParams sp = stage_params(cs.N, per_channel, rng);
-        const gemm::Dequantize dq = make_dq(sp, with_bias, act);
-        const PackedMatrix pb = cs.pack(path().path, path().avx2_format);
-        GuardedOutput<float> out(cs.M, cs.N, cs.ldc, -12345.0f);
-        gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::dequantize(out.data(), cs.ldc, dq));
-        ASSERT_TRUE(out.untouched_outside());
-        const std::vector<std::int32_t> acc = cs.reference();
-        for (Index m = 0; m < cs.M; ++m) {
-          for (Index n = 0; n < cs.N; ++n) {
-            const std::int32_t a = acc[static_cast<std::size_t>(m * cs.N + n)];
-            // 1) The same float formula (shared fma routine, same erf): bit-identical.
-            const float expect = gemm::reference_dequantize(a, n, dq);
-            ASSERT_EQ(out.at(m, n), expect) << cs.str() << " at (" << m << ", " << n << ")";
-            // 2) Independently, in double. Float rounds float(acc), the scale
-            // product and the fma (3 roundings of 2^-24 relative to |acc*s| +
-            // |bias|, the terms before any cancellation); GELU adds erf's and
-            // its own few roundings (<= 8 ulp of the result) and passes the
-            // input error on with slope <= 1.13.
-            const double s = static_cast<double>(sp.a_scale) * sp.b_scales[per_channel ? static_cast<std::size_t>(n) : 0];
-            const double bias = with_bias ? sp.bias[static_cast<std::size_t>(n)] : 0.0;
-            const double lin = static_cast<double>(a) * s + bias;
-            const double y = act_double(act, lin);
-            const double in_err = 4.0 * 0x1p-24 * (std::fabs(static_cast<double>(a) * s) + std::fabs(bias));
-            const double tol = (act == gemm::Activation::kGelu) ? 1.13 * in_err + 8.0 * 0x1p-24 * std::fabs(y) + 1e-37
-                                                                : in_err + 1e-37;
-            ASSERT_NEAR(out.at(m, n), y, tol) << cs.str() << " at (" << m << ", " << n << ")";
+  for (Index K : {200, 530}) {
+    for (bool per_channel : {false, true}) {
+      for (bool with_bias : {false, true}) {
+        for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu}) {
+          Case<std::uint8_t> cs(37, 70, K, BLayout::kNxK, rng, 121, per_channel ? 0 : 3, 2, 0, 5);
+          const StageParams sp = stage_params(cs.N, per_channel, rng);
+          const gemm::Dequantize dq = make_dq(sp, with_bias, act);
+          const PackedMatrix pb = cs.pack(path().path, path().avx2_format);
+          GuardedOutput<float> out(cs.M, cs.N, cs.ldc, -12345.0f);
+          gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::dequantize(out.data(), cs.ldc, dq));
+          ASSERT_TRUE(out.untouched_outside());
+          const std::vector<std::int32_t> acc = cs.reference();
+          for (Index m = 0; m < cs.M; ++m) {
+            for (Index n = 0; n < cs.N; ++n) {
+              const std::int32_t a = acc[static_cast<std::size_t>(m * cs.N + n)];
+              // 1) The same float formula (shared fma routine, same erf): bit-identical.
+              const float expect = gemm::reference_dequantize(a, n, dq);
+              ASSERT_EQ(out.at(m, n), expect) << cs.str() << " at (" << m << ", " << n << ")";
+              // 2) Independently, in double. Float rounds float(acc), the scale
+              // product and the fma (3 roundings of 2^-24 relative to |acc*s| +
+              // |bias|, the terms before any cancellation); GELU adds erf's and
+              // its own few roundings (<= 8 ulp of the result) and passes the
+              // input error on with slope <= 1.13.
+              const double s = static_cast<double>(sp.a_scale) * sp.b_scales[per_channel ? static_cast<std::size_t>(n) : 0];
+              const double bias = with_bias ? sp.bias[static_cast<std::size_t>(n)] : 0.0;
+              const double lin = static_cast<double>(a) * s + bias;
+              const double y = act_double(act, lin);
+              const double in_err = 4.0 * 0x1p-24 * (std::fabs(static_cast<double>(a) * s) + std::fabs(bias));
+              const double tol = (act == gemm::Activation::kGelu) ? 1.13 * in_err + 8.0 * 0x1p-24 * std::fabs(y) + 1e-37
+                                                                  : in_err + 1e-37;
+              ASSERT_NEAR(out.at(m, n), y, tol) << cs.str() << " at (" << m << ", " << n << ")";
+            }
           }
         }
       }

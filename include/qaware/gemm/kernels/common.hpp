@@ -20,6 +20,16 @@
 //     kA: pack_a(p, m0, rows, kp, dst, row_off, fixes, starts) packs A itself
 //         (as A - za + b.a_shift()) and records them; fixup_a(panel, begin,
 //         end, tile) applies them (AVX2 A-fixed quads)
+//   optional, where kFixup is kNone:
+//     micro_out(a, b, kc, rows, accumulate, tile, TileOut)
+//                                   micro() for the last K block that adds the
+//                                   compensation, applies the int32 or float
+//                                   output stage (no GELU) in registers and
+//                                   stores C itself: drive() then skips the
+//                                   pass over the strip (AVX-512 VNNI)
+//     pack_rows<TA>(p, m0, rows, kp, dst, row_off)
+//                                   pack_a_block's bytes and row offsets, by a
+//                                   faster route (AVX-512 VNNI)
 //   worker(problem, plan, shared, scratch, t0, t1)
 //                                   runs tasks [t0, t1); carries the path's
 //                                   function target attribute so drive(), the
@@ -37,7 +47,8 @@
 //   for each B panel j (NR columns)
 //     for each K block (KC deep): the B sub-panel (KC x NR) stays in L1
 //       for each A panel i (MR rows): micro-kernel into the MC x NR int32 strip
-//     output stage on the strip
+//         (or, on the last K block with micro_out, straight into C)
+//     output stage on the strip (not with micro_out)
 
 #include <algorithm>
 #include <cstdint>
@@ -82,6 +93,39 @@ struct RowCorrection {
   std::int16_t row;
   std::int16_t value;  // |value| <= 255
 };
+
+// Where a micro-kernel that finishes its tile itself (Kernel::micro_out, used
+// on the last K block) writes it: `rows` x `cols` values of C from `c` (row
+// stride ldc elements), each the int32 sum plus col_off[j] + row_off[i], as
+// int32 or, when to_float, dequantized as fma(float(sum), scale[j], bias[j])
+// (bias 0 when null) and then ReLU'd when relu -- epilogue()'s arithmetic,
+// element for element. Only for the int32 and float outputs without GELU.
+struct TileOut {
+  void* c = nullptr;
+  Index ldc = 0;
+  int rows = 0;
+  Index cols = 0;
+  const std::int32_t* col_off = nullptr;  // at the tile's first column
+  const std::int32_t* row_off = nullptr;  // at the tile's first row
+  const float* scale = nullptr;           // at the tile's first column (to_float)
+  const float* bias = nullptr;            // at the tile's first column, or null
+  bool to_float = false;
+  bool relu = false;
+};
+
+// Whether Kernel has micro_out (it then writes C from its registers on the
+// last K block instead of leaving the tile to epilogue()).
+template <class Kernel, class = void>
+struct has_micro_out : std::false_type {};
+template <class Kernel>
+struct has_micro_out<Kernel, std::void_t<decltype(&Kernel::micro_out)>> : std::true_type {};
+
+// Whether Kernel packs A itself (Kernel::pack_rows, pack_a_block's layout and
+// results, faster).
+template <class Kernel, class = void>
+struct has_pack_rows : std::false_type {};
+template <class Kernel>
+struct has_pack_rows<Kernel, std::void_t<decltype(&Kernel::template pack_rows<std::uint8_t>)>> : std::true_type {};
 
 // A validated GEMM call.
 struct Problem {
@@ -313,6 +357,31 @@ QAWARE_GEMM_INLINE void prefetch_output_strip(const Output& out, Index m0, Index
 #endif
 }
 
+// The TileOut of the micro tile at rows [m0 + i0, m0 + i0 + rows) and
+// columns [n0, n0 + cols) (int32 or float output without GELU).
+QAWARE_GEMM_INLINE TileOut tile_out(const Problem& p, const std::int32_t* col_off, const float* scale,
+                                    const std::int32_t* row_off, Index m0, Index i0, int rows, Index n0, Index cols) {
+  TileOut o;
+  const Output& out = p.out;
+  o.ldc = out.ldc();
+  o.rows = rows;
+  o.cols = cols;
+  o.col_off = col_off + n0;
+  o.row_off = row_off + i0;
+  o.to_float = out.kind() == Output::Kind::kFloat;
+  const Index at = (m0 + i0) * o.ldc + n0;
+  if (o.to_float) {
+    const Dequantize& dq = out.dequant();
+    o.c = static_cast<float*>(out.data()) + at;
+    o.scale = scale + n0;
+    o.bias = dq.bias ? dq.bias + n0 : nullptr;
+    o.relu = dq.activation == Activation::kRelu;
+  } else {
+    o.c = static_cast<std::int32_t*>(out.data()) + at;
+  }
+  return o;
+}
+
 // Runs tasks [t0, t1) of the plan with Kernel. `scratch` is this worker's region,
 // `shared` the per-call region. Only the A packing depends on A's type, so the
 // rest is compiled once per kernel.
@@ -331,6 +400,15 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
   float* ytile = reinterpret_cast<float*>(scratch + pl.ytile_offset);
   RowCorrection* fixes = reinterpret_cast<RowCorrection*>(scratch + pl.fixes_offset);
   std::int32_t* starts = reinterpret_cast<std::int32_t*>(scratch + pl.starts_offset);
+  // Kernels with micro_out finish each tile from their registers (no pass over
+  // the strip) where the output stage allows it.
+  bool fuse = false;
+  if constexpr (has_micro_out<Kernel>::value) {
+    static_assert(Kernel::kFixup == Fixup::kNone, "micro_out writes C before any K-block correction");
+    const Output::Kind kind = p.out.kind();
+    fuse = kind == Output::Kind::kInt32 ||
+           (kind == Output::Kind::kFloat && p.out.dequant().activation != Activation::kGelu);
+  }
   Index packed_block = -1;
   for (Index t = t0; t < t1; ++t) {
     const Index mb = t / pl.n_chunks, nc = t % pl.n_chunks;
@@ -342,6 +420,12 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
           Kernel::template pack_a<std::int8_t>(p, m0, rows, kp, a_buf, row_off, fixes, starts);
         } else {
           Kernel::template pack_a<std::uint8_t>(p, m0, rows, kp, a_buf, row_off, fixes, starts);
+        }
+      } else if constexpr (has_pack_rows<Kernel>::value) {
+        if (p.a_signed) {
+          Kernel::template pack_rows<std::int8_t>(p, m0, rows, kp, a_buf, row_off);
+        } else {
+          Kernel::template pack_rows<std::uint8_t>(p, m0, rows, kp, a_buf, row_off);
         }
       } else if (p.a_signed) {
         pack_a_block<Kernel, std::int8_t>(p, m0, rows, kp, a_buf, row_off);
@@ -361,6 +445,13 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
           const int r = static_cast<int>(std::min(MR, rows - i0));
           const AElem* asub = a_buf + i0 * kp + k0 * MR;
           if (k0 == 0) prefetch_output_strip(p.out, m0 + i0, r, j * NR, std::min(NR, N - j * NR));
+          if constexpr (has_micro_out<Kernel>::value) {
+            if (fuse && k0 + kc == kp) {
+              Kernel::micro_out(asub, bsub, kc, r, k0 > 0, tile + i0 * NR,
+                                tile_out(p, col_off, scale, row_off, m0, i0, r, j * NR, std::min(NR, N - j * NR)));
+              continue;
+            }
+          }
           Kernel::micro(asub, bsub, kc, r, p.a_signed, k0 > 0, tile + i0 * NR);
           if constexpr (Kernel::kFixup == Fixup::kB) Kernel::fixup(b, j, k0, asub, r, tile + i0 * NR);
           if constexpr (Kernel::kFixup == Fixup::kA) {
@@ -370,7 +461,7 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
         }
       }
       const Index n0 = j * NR;
-      epilogue(p, tile, ytile, NR, m0, rows, n0, std::min(NR, N - n0), col_off, scale, row_off);
+      if (!fuse) epilogue(p, tile, ytile, NR, m0, rows, n0, std::min(NR, N - n0), col_off, scale, row_off);
     }
   }
 }
