@@ -114,11 +114,13 @@ struct Avx512VnniKernel {
       std::int32_t* c = static_cast<std::int32_t*>(o.c);
       QAWARE_GEMM_UNROLL
       for (int r = 0; r < R; ++r) {
-        if (r >= o.rows) break;
-        const __m512i ro = _mm512_set1_epi32(o.row_off[r]);
-        QAWARE_GEMM_UNROLL
-        for (int v = 0; v < 3; ++v)
-          _mm512_mask_storeu_epi32(c + r * o.ldc + 16 * v, m[v], _mm512_add_epi32(_mm512_add_epi32(acc[r][v], co[v]), ro));
+        if (r < o.rows) {  // (not `break`: clang does not unroll a loop with an early exit)
+          const __m512i ro = _mm512_set1_epi32(o.row_off[r]);
+          QAWARE_GEMM_UNROLL
+          for (int v = 0; v < 3; ++v)
+            _mm512_mask_storeu_epi32(c + r * o.ldc + 16 * v, m[v],
+                                     _mm512_add_epi32(_mm512_add_epi32(acc[r][v], co[v]), ro));
+        }
       }
       return;
     }
@@ -132,15 +134,16 @@ struct Avx512VnniKernel {
     }
     QAWARE_GEMM_UNROLL
     for (int r = 0; r < R; ++r) {
-      if (r >= o.rows) break;
-      const __m512i ro = _mm512_set1_epi32(o.row_off[r]);
-      QAWARE_GEMM_UNROLL
-      for (int v = 0; v < 3; ++v) {
-        const __m512i x = _mm512_add_epi32(_mm512_add_epi32(acc[r][v], co[v]), ro);
-        // (All-ones masked forms, as in pack_rows.)
-        __m512 y = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), kAll16, x), sc[v], bi[v]);
-        if (o.relu) y = _mm512_mask_max_ps(y, kAll16, y, _mm512_setzero_ps());
-        _mm512_mask_storeu_ps(c + r * o.ldc + 16 * v, m[v], y);
+      if (r < o.rows) {
+        const __m512i ro = _mm512_set1_epi32(o.row_off[r]);
+        QAWARE_GEMM_UNROLL
+        for (int v = 0; v < 3; ++v) {
+          const __m512i x = _mm512_add_epi32(_mm512_add_epi32(acc[r][v], co[v]), ro);
+          // (All-ones masked forms, as in pack_rows.)
+          __m512 y = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), kAll16, x), sc[v], bi[v]);
+          if (o.relu) y = _mm512_mask_max_ps(y, kAll16, y, _mm512_setzero_ps());
+          _mm512_mask_storeu_ps(c + r * o.ldc + 16 * v, m[v], y);
+        }
       }
     }
   }
