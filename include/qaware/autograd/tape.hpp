@@ -247,10 +247,7 @@ class Tape {
   GradSlot grad_slot_if_needed(VarT v) { return requires_grad(v) ? grad_slot(v) : GradSlot{nullptr, false}; }
 
   // Whether a gradient has been accumulated into v yet.
-  bool has_grad(VarT v) const {
-    const Node& n = node(v);
-    return n.param != nullptr || n.grad_allocated;
-  }
+  bool has_grad(VarT v) const { return node(v).has_grad(); }
 
   // Backpropagates from a one-element `loss` (seed 1).
   void backward(VarT loss) {

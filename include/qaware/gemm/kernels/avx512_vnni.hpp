@@ -148,18 +148,25 @@ struct Avx512VnniKernel {
     }
   }
 
+  // micro_rows for `rows` rows, to the tile or (out) into C. Row counts round
+  // up to 1, 2, 4 or 8 (packed rows past M are zero and the strip has room),
+  // which keeps the number of unrolled variants small.
+  QAWARE_GEMM_TARGET_AVX512VNNI QAWARE_GEMM_INLINE static void micro_any(const AElem* a, const void* bsub, Index kc,
+                                                                         int rows, bool accumulate, std::int32_t* tile,
+                                                                         const TileOut* out) {
+    const std::int8_t* b = static_cast<const std::int8_t*>(bsub);
+    switch (rows) {
+      case 1: micro_rows<1>(a, b, kc, accumulate, tile, out); break;
+      case 2: micro_rows<2>(a, b, kc, accumulate, tile, out); break;
+      case 3:
+      case 4: micro_rows<4>(a, b, kc, accumulate, tile, out); break;
+      default: micro_rows<8>(a, b, kc, accumulate, tile, out); break;
+    }
+  }
+
   QAWARE_GEMM_TARGET_AVX512VNNI static void micro(const AElem* a, const void* bsub, Index kc, int rows,
                                                   bool /*a_signed*/, bool accumulate, std::int32_t* tile) {
-    const std::int8_t* b = static_cast<const std::int8_t*>(bsub);
-    // Row counts round up to 1, 2, 4 or 8 (packed rows past M are zero and the
-    // strip has room), which keeps the number of unrolled variants small.
-    switch (rows) {
-      case 1: micro_rows<1>(a, b, kc, accumulate, tile); break;
-      case 2: micro_rows<2>(a, b, kc, accumulate, tile); break;
-      case 3:
-      case 4: micro_rows<4>(a, b, kc, accumulate, tile); break;
-      default: micro_rows<8>(a, b, kc, accumulate, tile); break;
-    }
+    micro_any(a, bsub, kc, rows, accumulate, tile, nullptr);
   }
 
   // Packs rows [m0, m0 + rows) of A as pack_a_block does (same bytes, same
@@ -244,14 +251,7 @@ struct Avx512VnniKernel {
   // micro() on the last K block, finishing the tile into C (common.hpp's TileOut).
   QAWARE_GEMM_TARGET_AVX512VNNI static void micro_out(const AElem* a, const void* bsub, Index kc, int rows,
                                                       bool accumulate, std::int32_t* tile, const TileOut& out) {
-    const std::int8_t* b = static_cast<const std::int8_t*>(bsub);
-    switch (rows) {
-      case 1: micro_rows<1>(a, b, kc, accumulate, tile, &out); break;
-      case 2: micro_rows<2>(a, b, kc, accumulate, tile, &out); break;
-      case 3:
-      case 4: micro_rows<4>(a, b, kc, accumulate, tile, &out); break;
-      default: micro_rows<8>(a, b, kc, accumulate, tile, &out); break;
-    }
+    micro_any(a, bsub, kc, rows, accumulate, tile, &out);
   }
 
   QAWARE_GEMM_TARGET_AVX512VNNI QAWARE_GEMM_NOINLINE static void worker(const Problem& p, const Plan& pl,

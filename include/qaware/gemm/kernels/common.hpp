@@ -438,17 +438,18 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
     const Index p1 = std::min(b.panels(), p0 + pl.panels_per_chunk);
     for (Index j = p0; j < p1; ++j) {
       const unsigned char* panel = static_cast<const unsigned char*>(b.panel(j));
+      const Index n0 = j * NR, cols = std::min(NR, N - n0);
       for (Index k0 = 0; k0 < kp; k0 += Kernel::KC) {
         const Index kc = std::min<Index>(Kernel::KC, kp - k0);
         const void* bsub = panel + k0 * NR * static_cast<Index>(sizeof(typename Kernel::BElem));
         for (Index i0 = 0; i0 < rows; i0 += MR) {
           const int r = static_cast<int>(std::min(MR, rows - i0));
           const AElem* asub = a_buf + i0 * kp + k0 * MR;
-          if (k0 == 0) prefetch_output_strip(p.out, m0 + i0, r, j * NR, std::min(NR, N - j * NR));
+          if (k0 == 0) prefetch_output_strip(p.out, m0 + i0, r, n0, cols);
           if constexpr (has_micro_out<Kernel>::value) {
             if (fuse && k0 + kc == kp) {
               Kernel::micro_out(asub, bsub, kc, r, k0 > 0, tile + i0 * NR,
-                                tile_out(p, col_off, scale, row_off, m0, i0, r, j * NR, std::min(NR, N - j * NR)));
+                                tile_out(p, col_off, scale, row_off, m0, i0, r, n0, cols));
               continue;
             }
           }
@@ -460,8 +461,7 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
           }
         }
       }
-      const Index n0 = j * NR;
-      if (!fuse) epilogue(p, tile, ytile, NR, m0, rows, n0, std::min(NR, N - n0), col_off, scale, row_off);
+      if (!fuse) epilogue(p, tile, ytile, NR, m0, rows, n0, cols, col_off, scale, row_off);
     }
   }
 }
