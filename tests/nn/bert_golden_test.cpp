@@ -123,7 +123,7 @@ TEST(BertGoldenTest, HuggingFaceStateDictLoadsAndMatchesPyTorch) {
 }
 
 TEST(BertGoldenTest, QuantizedModelLoadsHuggingFaceWeightsAndReportsQuantStateMissing) {
-  TinyBert m(nn::ModelQConfig(nn::QConfig::w8a8()));
+  TinyBert m{nn::ModelQConfig(nn::QConfig::w8a8())};
   const io::Safetensors file = io::load_safetensors(data_path("nn_bert_tiny.safetensors"));
   // Strict: the quantization state is missing, and the error names it.
   try {

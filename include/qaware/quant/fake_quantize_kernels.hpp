@@ -427,6 +427,16 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
 // point, NaN -> qmin, clamp), 32 values per step. Returns how many it did
 // (n rounded down to 32); quantize_codes does the rest.
 
+// Eight codes as int32 lanes. A helper function, not a lambda: a lambda in
+// a target-attributed function does not inherit the attribute, and without
+// -march its intrinsics would not compile.
+__attribute__((target("avx2,fma"))) inline __m256i codes8_avx2(const float* p, __m256 inv, __m256 zp, __m256 lo,
+                                                               __m256 hi) {
+  const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // max_ps returns its second operand when either is NaN: NaN -> qmin.
+  return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zp), lo), hi));
+}
+
 template <typename Code>
 __attribute__((target("avx2,fma"))) inline Index quantize_codes_avx2(const float* x, Code* out, Index n,
                                                                      float inv_scale, std::int32_t zero_point,
@@ -436,15 +446,11 @@ __attribute__((target("avx2,fma"))) inline Index quantize_codes_avx2(const float
   // The two packs interleave 4-value groups across the 128-bit lanes; this
   // puts them back in order.
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  auto codes8 = [&](const float* p) {
-    const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // max_ps returns its second operand when either is NaN: NaN -> qmin.
-    return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zp), lo), hi));
-  };
   Index i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m256i w01 = _mm256_packs_epi32(codes8(x + i), codes8(x + i + 8));
-    const __m256i w23 = _mm256_packs_epi32(codes8(x + i + 16), codes8(x + i + 24));
+    const __m256i w01 = _mm256_packs_epi32(codes8_avx2(x + i, inv, zp, lo, hi), codes8_avx2(x + i + 8, inv, zp, lo, hi));
+    const __m256i w23 =
+        _mm256_packs_epi32(codes8_avx2(x + i + 16, inv, zp, lo, hi), codes8_avx2(x + i + 24, inv, zp, lo, hi));
     const __m256i b = std::is_same<Code, std::uint8_t>::value ? _mm256_packus_epi16(w01, w23) : _mm256_packs_epi16(w01, w23);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permutevar8x32_epi32(b, order));
   }
