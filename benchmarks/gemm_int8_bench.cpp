@@ -49,6 +49,7 @@
 #include <tuple>
 #include <vector>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/core/rng.hpp"

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <unsupported/Eigen/CXX11/Tensor>
 

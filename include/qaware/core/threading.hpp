@@ -11,6 +11,7 @@
 #include <atomic>
 #include <thread>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/core/shape.hpp"

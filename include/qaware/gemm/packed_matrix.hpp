@@ -58,7 +58,7 @@
 #include "qaware/gemm/path.hpp"
 
 #if QAWARE_GEMM_X86
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 #endif
 
 namespace qaware {

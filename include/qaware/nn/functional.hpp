@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/autograd/tape.hpp"

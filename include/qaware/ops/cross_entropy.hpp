@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/autograd/tape.hpp"

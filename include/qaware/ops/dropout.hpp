@@ -33,7 +33,7 @@
 #include "qaware/ops/detail/common.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 #define QAWARE_DROPOUT_X86 1
 #else
 #define QAWARE_DROPOUT_X86 0

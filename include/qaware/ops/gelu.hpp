@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 

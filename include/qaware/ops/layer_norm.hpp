@@ -11,6 +11,7 @@
 #include <cmath>
 #include <vector>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/autograd/tape.hpp"

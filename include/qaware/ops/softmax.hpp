@@ -18,6 +18,7 @@
 #include <cmath>
 #include <limits>
 
+#include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 
 #include "qaware/autograd/tape.hpp"

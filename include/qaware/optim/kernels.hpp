@@ -22,7 +22,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define QAWARE_OPTIM_FMA_DISPATCH 1
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 #else
 #define QAWARE_OPTIM_FMA_DISPATCH 0
 #endif

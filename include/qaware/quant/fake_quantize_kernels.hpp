@@ -50,7 +50,7 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define QAWARE_FQ_X86 1
 #include <cpuid.h>
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 #else
 #define QAWARE_FQ_X86 0
 #endif

@@ -27,7 +27,7 @@
 #include "qaware/gemm/kernels/common.hpp"
 
 #if QAWARE_GEMM_X86
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 
 #define QAWARE_GEMM_TARGET_AMX \
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))

@@ -24,7 +24,7 @@
 #include "qaware/gemm/kernels/common.hpp"
 
 #if QAWARE_GEMM_X86
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 
 #define QAWARE_GEMM_TARGET_AVX512VNNI \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))

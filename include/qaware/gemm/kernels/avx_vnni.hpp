@@ -15,7 +15,7 @@
 #include "qaware/gemm/kernels/common.hpp"
 
 #if QAWARE_GEMM_X86
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 
 #define QAWARE_GEMM_TARGET_AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
 

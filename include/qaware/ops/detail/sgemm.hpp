@@ -36,7 +36,7 @@
 #include "qaware/gemm/path.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
+#include "qaware/core/intrinsics.hpp"
 #define QAWARE_SGEMM_X86 1
 #else
 #define QAWARE_SGEMM_X86 0
