@@ -3,7 +3,9 @@
 # installs the missing ones (apt-get update + apt-get install -y); otherwise it
 # prints the exact command to run and exits non-zero. Safe to run repeatedly.
 #
-# Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev.
+# Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev,
+# and clang with its OpenMP runtime (clang, libomp-dev: the consumer tests
+# build qaware's API with clang as well as GCC).
 # Optional: libdnnl-dev (oneDNN, a yardstick for the INT8 GEMM benchmarks).
 # PyTorch is not needed: the test fixtures are committed (tests/data/).
 #
@@ -14,7 +16,7 @@
 #                                   torch uses the reference BLAS, ~20x slower).
 set -euo pipefail
 
-required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev)
+required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev)
 optional=(libdnnl-dev)
 case "${1:-}" in
   --yardsticks) required+=(python3-torch libopenblas0-pthread) ;;
