@@ -52,14 +52,14 @@ Buffers& buffers() {
   return b;
 }
 
-// Runs the benchmark body only if the CPU has the ISA; limits the kernels to it.
-bool select_isa(benchmark::State& state, fq::Isa isa) {
-  if (fq::cpu_isa() < isa) {
-    state.SkipWithError("ISA not supported by this CPU");
-    return false;
-  }
-  fq::isa_limit().store(static_cast<int>(isa));
-  return true;
+// The kernel families, by benchmark argument: 0 scalar, 1 AVX2, 2 AVX-512.
+constexpr qaware::Isa kIsas[] = {qaware::Isa::kScalar, qaware::Isa::kAvx2, qaware::Isa::kAvx512};
+
+// Whether this CPU has the argument's ISA (the benchmark is skipped if not).
+bool runnable(benchmark::State& state, qaware::Isa isa) {
+  if (qaware::cpu_has(isa)) return true;
+  state.SkipWithError("ISA not supported by this CPU");
+  return false;
 }
 
 void set_counters(benchmark::State& state) {
@@ -71,7 +71,9 @@ void set_counters(benchmark::State& state) {
 // range(0): ISA, range(1): 1 = non-temporal stores allowed (default threshold), 0 = never.
 void BM_FakeQuantPerTensor(benchmark::State& state) {
   qaware::set_num_threads(1);
-  if (!select_isa(state, static_cast<fq::Isa>(state.range(0)))) return;
+  const qaware::Isa isa = kIsas[state.range(0)];
+  if (!runnable(state, isa)) return;
+  const qaware::ScopedMaxIsa cap(isa);  // the kernels of this ISA
   const std::size_t saved = fq::stream_threshold().load();
   if (state.range(1) == 0) fq::stream_threshold().store(~std::size_t(0));
   Buffers& b = buffers();
@@ -82,7 +84,6 @@ void BM_FakeQuantPerTensor(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   fq::stream_threshold().store(saved);
-  fq::isa_limit().store(static_cast<int>(fq::Isa::Avx512));
   set_counters(state);
 }
 
@@ -91,7 +92,9 @@ void BM_FakeQuantPerTensor(benchmark::State& state) {
 // vector-parameter kernel).
 void BM_FakeQuantPerChannel(benchmark::State& state) {
   qaware::set_num_threads(1);
-  if (!select_isa(state, static_cast<fq::Isa>(state.range(0)))) return;
+  const qaware::Isa isa = kIsas[state.range(0)];
+  if (!runnable(state, isa)) return;
+  const qaware::ScopedMaxIsa cap(isa);  // the kernels of this ISA
   Buffers& b = buffers();
   const bool axis0 = state.range(1) == 0;
   for (auto _ : state) {
@@ -104,14 +107,15 @@ void BM_FakeQuantPerChannel(benchmark::State& state) {
     benchmark::DoNotOptimize(b.y.data());
     benchmark::ClobberMemory();
   }
-  fq::isa_limit().store(static_cast<int>(fq::Isa::Avx512));
   set_counters(state);
 }
 
 // STE backward: dx += dy * mask. Bytes: dy read 4 + dx read 4 + dx written 4 + mask 1/8.
 void BM_FakeQuantBackward(benchmark::State& state) {
   qaware::set_num_threads(1);
-  if (!select_isa(state, static_cast<fq::Isa>(state.range(0)))) return;
+  const qaware::Isa isa = kIsas[state.range(0)];
+  if (!runnable(state, isa)) return;
+  const qaware::ScopedMaxIsa cap(isa);  // the kernels of this ISA
   Buffers& b = buffers();
   qaware::ops::fake_quantize_per_tensor_forward(b.x.data(), b.y.data(), b.mask.words(), kN, 0.0004f, 0, -128, 127);
   qaware::DynTensor<float> dx = qaware::DynTensor<float>::zeros(b.x.shape());
@@ -120,7 +124,6 @@ void BM_FakeQuantBackward(benchmark::State& state) {
     benchmark::DoNotOptimize(dx.data());
     benchmark::ClobberMemory();
   }
-  fq::isa_limit().store(static_cast<int>(fq::Isa::Avx512));
   const double bytes = static_cast<double>(kN) * (12.0 + 1.0 / 8.0);
   state.counters["GB"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -129,7 +132,9 @@ void BM_FakeQuantBackward(benchmark::State& state) {
 // the kernel's compute throughput without the DRAM limit. Same byte count.
 void BM_FakeQuantPerTensorInCache(benchmark::State& state) {
   qaware::set_num_threads(1);
-  if (!select_isa(state, static_cast<fq::Isa>(state.range(0)))) return;
+  const qaware::Isa isa = kIsas[state.range(0)];
+  if (!runnable(state, isa)) return;
+  const qaware::ScopedMaxIsa cap(isa);  // the kernels of this ISA
   constexpr Index n = 256 * 1024;
   Buffers& b = buffers();
   for (auto _ : state) {
@@ -137,7 +142,6 @@ void BM_FakeQuantPerTensorInCache(benchmark::State& state) {
     benchmark::DoNotOptimize(b.y.data());
     benchmark::ClobberMemory();
   }
-  fq::isa_limit().store(static_cast<int>(fq::Isa::Avx512));
   state.counters["GB"] = benchmark::Counter(static_cast<double>(n) * (8.0 + 1.0 / 8.0) / 1e9,
                                             benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -164,7 +168,7 @@ __attribute__((target("avx2"))) void stream_copy(const float* x, float* y, Index
 }
 
 void BM_StreamCopy(benchmark::State& state) {
-  if (fq::cpu_isa() < fq::Isa::Avx2) {
+  if (!qaware::cpu_has(qaware::Isa::kAvx2)) {
     state.SkipWithError("needs AVX2");
     return;
   }

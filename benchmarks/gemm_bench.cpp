@@ -21,6 +21,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <string>
 
 #include "qaware/core/rng.hpp"
@@ -98,11 +99,12 @@ BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
 void run_ours(benchmark::State& state, bool avx512) {
   const GemmArgs a = gemm_args(state);
   namespace sg = qaware::detail::sgemm;
-  if (!sg::available()) {
+  if (!qaware::isa_enabled(qaware::Isa::kAvx2)) {
     state.SkipWithError("this CPU lacks AVX2 + FMA");
     return;
   }
-  const bool was = sg::set_avx512_enabled(avx512);
+  // The AVX2 kernel: the cap held below AVX-512 for this benchmark.
+  const qaware::ScopedMaxIsa cap(avx512 ? qaware::max_isa() : std::min(qaware::max_isa(), qaware::Isa::kAvx2Vnni));
   F32Operands op(a);
   for (auto _ : state) {
     sg::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N, false);
@@ -110,7 +112,6 @@ void run_ours(benchmark::State& state, bool avx512) {
     benchmark::ClobberMemory();
   }
   state.SetLabel(sg::avx512_enabled() ? "avx512" : "avx2");
-  sg::set_avx512_enabled(was);
   set_gemm_counters(state, a, "GFLOPS");
   qaware::set_num_threads(0);
 }

@@ -112,8 +112,8 @@ cat > "$BUNDLE/run-float.sh" <<SH
 # run-float.sh [gemm|step] [gbench args]: the float GEMM benchmark
 # (qaware_gemm_bench) or the training-step benchmark (qaware_train_step_bench),
 # x86-64-v4 builds, through the bundled loader and libraries. For the step,
-# QAWARE_SGEMM=avx2 runs the float products on the AVX2 kernel instead of the
-# AVX-512 one (compare the two in one session).
+# QAWARE_MAX_ISA=avx2_vnni runs the float products on the AVX2 kernel instead
+# of the AVX-512 one (compare the two in one session).
 D=\$(cd "\$(dirname "\${BASH_SOURCE[0]}")" && pwd)
 WHAT=\${1:-gemm}; shift || true
 case "\$WHAT" in gemm) B=qaware_gemm_bench_v4 ;; step) B=qaware_train_step_bench_v4 ;; *) echo "gemm or step" >&2; exit 2 ;; esac
@@ -170,11 +170,11 @@ cat > "$BUNDLE/README.txt" <<'TXT'
 qaware INT8 GEMM device bundle (issue #4)
 
   ./run-tests.sh                      gtest suites; paths the CPU lacks are SKIPPED with a message
-  ./run-float.sh gemm|step [args]     float GEMM / training-step benchmark (QAWARE_SGEMM=avx2|auto)
+  ./run-float.sh gemm|step [args]     float GEMM / training-step benchmark (QAWARE_MAX_ISA=avx2_vnni|all)
   ./run-bench.sh [gbench args]        benchmark (bundled loader + libs)
   ./run-all.sh quick|full [OUT_DIR]   tests, then the benchmark once per oneDNN ISA the CPU has
 
-Useful environment: QAWARE_PATHS=scalar,avx2 (restrict our paths), QAWARE_BENCH_THREADS=1,2,16,
+Useful environment: QAWARE_MAX_ISA=avx2 (cap every qaware kernel), QAWARE_BENCH_THREADS=1,2,16,
 QAWARE_BENCH_MIN_TIME=0.2, ONEDNN_MAX_CPU_ISA=AVX2|AVX512_CORE_VNNI|AVX512_CORE_AMX.
 Expect: tests print "[ paths    ] cpu: ..." and pass with no failures (the
 BestPathTheCpuOffersWasExercised test checks the best path ran); the

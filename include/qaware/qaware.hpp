@@ -3,7 +3,9 @@
 // real INT8 path. This umbrella header is the table of contents; include the
 // area headers directly to keep compile times down.
 
-// core: tensor aliases, shapes, errors, RNG, threading
+// core: tensor aliases, shapes, errors, RNG, threading, the CPU probe and
+// instruction-set cap
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/rng.hpp"
 #include "qaware/core/shape.hpp"

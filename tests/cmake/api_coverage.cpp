@@ -29,11 +29,10 @@
 //               resumes bit for bit
 //
 // To run every kernel it uses the hooks the library's own tests use:
-// qaware::detail::fq::isa_limit / stream_threshold (fake-quant ISA and
-// streaming stores), qaware::detail::sgemm::set_enabled / set_avx512_enabled
-// (float GEMM kernel) and gemm::detail_pack_b (each AVX2 packing format).
-// QAWARE_PATHS and QAWARE_SGEMM are honoured: only the INT8 paths and float
-// GEMM kernels they allow are run.
+// qaware::ScopedMaxIsa (the library-wide instruction-set cap: fake-quant and
+// float GEMM kernels), qaware::detail::fq::stream_threshold (streaming
+// stores) and gemm::detail_pack_b (each AVX2 packing format). A cap from
+// QAWARE_MAX_ISA is honoured: only the kernels it admits are run.
 
 #include <qaware/qaware.hpp>
 
@@ -710,21 +709,18 @@ void lsq_suite(Rng& rng, const std::string& isa) {
 }
 
 std::string section_fake_quant() {
-  namespace fq = qaware::detail::fq;
-  auto& limit = fq::isa_limit();
-  const int saved = limit.load();
+  // Each kernel family the cap (QAWARE_MAX_ISA) admits on this CPU.
   std::vector<std::string> isas;
-  for (fq::Isa isa : {fq::Isa::Scalar, fq::Isa::Avx2, fq::Isa::Avx512}) {
-    if (static_cast<int>(isa) > static_cast<int>(fq::cpu_isa())) continue;
-    limit.store(static_cast<int>(isa));
-    const std::string name = fq::isa_name(isa);
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!isa_enabled(isa)) continue;
+    const ScopedMaxIsa cap(isa);
+    const std::string name = isa_name(isa);
     isas.push_back(name);
     Rng rng(41);
     fake_quant_suite<float>(rng, name);
     lsq_suite<float>(rng, name);
     fake_quant_parallel(rng, name);
   }
-  limit.store(saved);
   Rng rng(42);
   fake_quant_suite<double>(rng, "scalar");
   lsq_suite<double>(rng, "scalar");
@@ -1319,22 +1315,21 @@ std::vector<double> ref_softmax(const DynTensor<float>& x, Index C, const std::v
 std::string section_float_ops() {
   Rng rng(23);
   namespace sg = qaware::detail::sgemm;
-  // matmul on each float GEMM kernel this CPU has (at most the one
-  // QAWARE_SGEMM allows), and 1 vs 2 threads bit for bit.
-  const bool saved_on = sg::enabled(), saved_512 = sg::avx512_enabled();
+  // matmul on each float GEMM kernel the cap (QAWARE_MAX_ISA) admits on this
+  // CPU, and 1 vs 2 threads bit for bit.
   struct Kernel {
     const char* name;
-    bool on, wide;
+    Isa cap;
+    bool ours;
   };
   std::vector<Kernel> kernels;
-  if (saved_512) kernels.push_back({"sgemm avx512", true, true});
-  if (saved_on) kernels.push_back({"sgemm avx2", true, false});
-  kernels.push_back({"eigen", false, false});
+  if (sg::avx512_enabled()) kernels.push_back({"sgemm avx512", max_isa(), true});
+  if (sg::enabled()) kernels.push_back({"sgemm avx2", std::min(max_isa(), Isa::kAvx2Vnni), true});
+  kernels.push_back({"eigen", Isa::kScalar, false});
   std::vector<std::string> names;
   const int saved_threads = num_threads();
   for (const Kernel& k : kernels) {
-    sg::set_enabled(k.on);
-    sg::set_avx512_enabled(k.wide);
+    const ScopedMaxIsa cap(k.cap);
     names.push_back(k.name);
     check_matmuls(rng, k.name);
     Tape<float> tape;
@@ -1343,11 +1338,9 @@ std::string section_float_ops() {
     const DynTensor<float> y1 = matmul(a, b).value();
     set_num_threads(2);
     const DynTensor<float> y2 = matmul(a, b).value();
-    if (k.on) EXPECT(same_bits(y1, y2), "[", k.name, "] matmul with 1 and 2 threads differs");
+    if (k.ours) EXPECT(same_bits(y1, y2), "[", k.name, "] matmul with 1 and 2 threads differs");
     set_num_threads(saved_threads);
   }
-  sg::set_enabled(saved_on);
-  sg::set_avx512_enabled(saved_512);
   // softmax with a key-padding mask [B, 1, 1, T]: forward, masked entries 0,
   // backward dx = y (dy - sum(dy y)).
   {

@@ -1,4 +1,4 @@
-// Path selection (QAWARE_PATHS, cpuid), the "best path ran" check, and
+// Path selection (the CPU levels and the library-wide cap), the "best path ran" check, and
 // argument validation of pack_b() / gemm().
 
 #include <gtest/gtest.h>
@@ -15,56 +15,15 @@ namespace qaware {
 namespace gemm_test {
 namespace {
 
-using gemm::parse_paths;
-
-// Sets QAWARE_PATHS for one scope and restores the previous value.
-class ScopedPathsEnv {
- public:
-  explicit ScopedPathsEnv(const char* value) {
-    const char* old = std::getenv("QAWARE_PATHS");
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    if (value)
-      setenv("QAWARE_PATHS", value, 1);
-    else
-      unsetenv("QAWARE_PATHS");
-  }
-  ~ScopedPathsEnv() {
-    if (had_)
-      setenv("QAWARE_PATHS", old_.c_str(), 1);
-    else
-      unsetenv("QAWARE_PATHS");
-  }
-
- private:
-  bool had_ = false;
-  std::string old_;
-};
-
-TEST(GemmPathsTest, ParsesNamesAndSeparators) {
-  EXPECT_EQ(parse_paths("scalar"), Path::kScalar);
-  EXPECT_EQ(parse_paths("scalar,avx2"), Path::kScalar | Path::kAvx2);
-  EXPECT_EQ(parse_paths(" AVX2 + amx | avx512vnni "), Path::kAvx2 | Path::kAmx | Path::kAvx512Vnni);
-  EXPECT_EQ(parse_paths("avx-vnni"), Path::kAvxVnni);
-  EXPECT_EQ(parse_paths("avx512_vnni,,"), Path::kAvx512Vnni);
-  EXPECT_EQ(parse_paths("all"), gemm::kAllPaths);
-  EXPECT_EQ(parse_paths(""), gemm::kAllPaths);
-  EXPECT_EQ(parse_paths(" , "), gemm::kAllPaths);
-}
-
-TEST(GemmPathsTest, UnknownNameIsAnError) {
-  try {
-    parse_paths("avx2,sse9");
-    FAIL() << "expected qaware::Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("sse9"), std::string::npos) << e.what();
-  }
-}
-
-TEST(GemmPathsTest, NamesRoundTrip) {
-  for (Path p : gemm::kEachPath) EXPECT_EQ(parse_paths(gemm::path_name(p)), p);
-  EXPECT_EQ(parse_paths(gemm::paths_string(gemm::kAllPaths)), gemm::kAllPaths);
+TEST(GemmPathsTest, NamesAndLevels) {
+  EXPECT_EQ(gemm::paths_string(gemm::kAllPaths), "scalar,avx2,avxvnni,avx512vnni,amx");
+  EXPECT_EQ(gemm::paths_string(Path::kScalar | Path::kAvx512Vnni), "scalar,avx512vnni");
   EXPECT_EQ(gemm::paths_string(Path::kNone), "none");
+  EXPECT_EQ(gemm::path_isa(Path::kScalar), Isa::kScalar);
+  EXPECT_EQ(gemm::path_isa(Path::kAvx2), Isa::kAvx2);
+  EXPECT_EQ(gemm::path_isa(Path::kAvxVnni), Isa::kAvx2Vnni);
+  EXPECT_EQ(gemm::path_isa(Path::kAvx512Vnni), Isa::kAvx512Vnni);
+  EXPECT_EQ(gemm::path_isa(Path::kAmx), Isa::kAmx);
 }
 
 TEST(GemmPathsTest, BestIsTheHighestBit) {
@@ -74,61 +33,47 @@ TEST(GemmPathsTest, BestIsTheHighestBit) {
   EXPECT_EQ(gemm::best_path(Path::kNone), Path::kNone);
 }
 
-// What this machine offers, printed for the log; plus consistency between
-// the cpuid bits and the path mask.
-TEST(GemmPathsTest, CpuFeaturesAreConsistent) {
-  const gemm::CpuFeatures& f = gemm::cpu_features();
+// The path mask against the CPU levels (core/cpu_test prints the cpuid bits).
+TEST(GemmPathsTest, CpuPathsAreTheCpuLevels) {
   const Path cpu = gemm::cpu_paths();
-  std::printf("[ cpu      ] avx2=%d fma=%d avxvnni=%d avx512f=%d bw=%d vl=%d dq=%d vnni=%d amx-tile=%d amx-int8=%d "
-              "os_ymm=%d os_zmm=%d os_tiles=%d amx_permitted=%d\n[ paths    ] cpu: %s, compiled: %s, enabled: %s\n",
-              f.avx2, f.fma, f.avxvnni, f.avx512f, f.avx512bw, f.avx512vl, f.avx512dq, f.avx512vnni, f.amx_tile,
-              f.amx_int8, f.os_ymm, f.os_zmm, f.os_tiles, f.amx_permitted, gemm::paths_string(cpu).c_str(),
+  std::printf("[ paths    ] cpu: %s, compiled: %s, enabled: %s\n", gemm::paths_string(cpu).c_str(),
               gemm::paths_string(gemm::compiled_paths()).c_str(), gemm::paths_string(gemm::enabled_paths()).c_str());
-  EXPECT_TRUE(gemm::has(cpu, Path::kScalar));
-  EXPECT_EQ(gemm::has(cpu, Path::kAvx2), f.avx2 && f.fma && f.os_ymm);
-  if (gemm::has(cpu, Path::kAvx512Vnni)) {
-    EXPECT_TRUE(f.avx512vnni && f.os_zmm);
-  }
-  if (gemm::has(cpu, Path::kAmx)) {
-    EXPECT_TRUE(f.amx_tile && f.amx_int8 && f.os_tiles && f.amx_permitted);
-  }
+  for (Path p : gemm::kEachPath) EXPECT_EQ(gemm::has(cpu, p), cpu_has(gemm::path_isa(p))) << gemm::path_name(p);
 }
 
-TEST(GemmPathsTest, EnvironmentRestrictsTheDefaultPath) {
+// The library-wide cap picks the default path: the best path whose level it
+// admits. A matrix packed before the cap was lowered keeps its path.
+TEST(GemmPathsTest, CapRestrictsTheDefaultPath) {
   Rng rng(30);
-  const auto b = random_values<std::int8_t>(8 * 8, rng, -128, 127);
-  {
-    ScopedPathsEnv env("scalar");
-    EXPECT_EQ(gemm::enabled_paths(), Path::kScalar);
-    EXPECT_EQ(gemm::pack_b(b.data(), 8, 8, 8, BLayout::kKxN).path(), Path::kScalar);
-  }
-  {
-    // Naming only a path this CPU may lack still leaves scalar as the fallback.
-    ScopedPathsEnv env("amx");
-    EXPECT_TRUE(gemm::has(gemm::enabled_paths(), Path::kScalar));
-    EXPECT_EQ(gemm::best_path(), gemm::has(gemm::cpu_paths(), Path::kAmx) ? Path::kAmx : Path::kScalar);
-  }
-  {
-    ScopedPathsEnv env("no-such-path");
-    EXPECT_THROW(gemm::enabled_paths(), Error);
-    EXPECT_THROW(gemm::pack_b(b.data(), 8, 8, 8, BLayout::kKxN), Error);
-  }
-  {
-    ScopedPathsEnv env(nullptr);
-    EXPECT_EQ(gemm::enabled_paths(), gemm::compiled_paths() & gemm::cpu_paths());
+  Case<std::uint8_t> cs(9, 33, 40, BLayout::kKxN, rng, 3);
+  const PackedMatrix best = gemm::pack_b(cs.b.data(), cs.K, cs.N, cs.ldb, cs.layout);
+  for (Isa cap : kEachIsa) {
+    const ScopedMaxIsa scope(cap);
+    Path want = Path::kScalar;
+    for (Path p : gemm::kEachPath)
+      if (static_cast<int>(gemm::path_isa(p)) <= static_cast<int>(cap) && gemm::has(gemm::compiled_paths() & gemm::cpu_paths(), p))
+        want = p;
+    EXPECT_EQ(gemm::best_path(), want) << "cap " << isa_name(cap);
+    const PackedMatrix pb = gemm::pack_b(cs.b.data(), cs.K, cs.N, cs.ldb, cs.layout);
+    EXPECT_EQ(pb.path(), want) << "cap " << isa_name(cap);
+    std::vector<std::int32_t> c(static_cast<std::size_t>(cs.M * cs.N));
+    gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::int32(c.data(), cs.N));
+    EXPECT_EQ(gemm::last_path(), want);
+    EXPECT_EQ(c, cs.reference()) << "cap " << isa_name(cap);
+    gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, best, Output::int32(c.data(), cs.N));
+    EXPECT_EQ(gemm::last_path(), best.path()) << "an existing pack keeps its path under cap " << isa_name(cap);
   }
 }
 
 // Fails when the fastest path this CPU offers did not run a GEMM (for
-// example because QAWARE_PATHS excludes it, or detection missed it).
+// example because QAWARE_MAX_ISA excludes it, or detection missed it).
 TEST(GemmPathsTest, BestPathTheCpuOffersWasExercised) {
   const Path best = gemm::best_path(gemm::compiled_paths() & gemm::cpu_paths());
   Rng rng(31);
   Case<std::uint8_t> cs(40, 70, 130, BLayout::kNxK, rng, 17);
   const PackedMatrix pb = gemm::pack_b(cs.b.data(), cs.K, cs.N, cs.ldb, cs.layout);  // default path
   ASSERT_EQ(pb.path(), best) << "the default pack chose '" << gemm::path_name(pb.path()) << "' but this CPU offers '"
-                             << gemm::path_name(best) << "' (QAWARE_PATHS="
-                             << (std::getenv("QAWARE_PATHS") ? std::getenv("QAWARE_PATHS") : "<unset>") << ")";
+                             << gemm::path_name(best) << "' (cap " << isa_name(max_isa()) << ")";
   std::vector<std::int32_t> c(static_cast<std::size_t>(cs.M * cs.N));
   gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::int32(c.data(), cs.N));
   EXPECT_EQ(gemm::last_path(), best);

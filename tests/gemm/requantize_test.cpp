@@ -77,15 +77,15 @@ TEST(RequantizeTest, SaturatesHugeAndNonFiniteInputs) {
 template <typename Code>
 void expect_codes_match(const std::vector<float>& x, float inv, std::int32_t zp, std::int32_t qmin, std::int32_t qmax,
                         const std::string& what) {
-  for (const detail::fq::Isa isa : test::runnable_isas()) {
-    const test::IsaLimit limit(isa);
+  for (const Isa isa : test::runnable_isas()) {
+    const ScopedMaxIsa limit(isa);
     for (const Index n : {Index(x.size()), Index(x.size()) - 1, Index(31), Index(33)}) {
       if (n < 0 || n > Index(x.size())) continue;
       std::vector<Code> c(static_cast<std::size_t>(n) + 1, Code(0x5A));
       detail::fq::quantize_codes(x.data(), c.data(), n, inv, zp, qmin, qmax);
       for (Index k = 0; k < n; ++k)
         ASSERT_EQ(int(c[static_cast<std::size_t>(k)]), quant::quantize_value(x[static_cast<std::size_t>(k)], inv, zp, qmin, qmax))
-            << what << ", " << detail::fq::isa_name(isa) << ", n = " << n << ", x = " << x[static_cast<std::size_t>(k)];
+            << what << ", " << isa_name(isa) << ", n = " << n << ", x = " << x[static_cast<std::size_t>(k)];
       EXPECT_EQ(c.back(), Code(0x5A)) << what << ": wrote past n = " << n;
     }
   }

@@ -132,6 +132,10 @@ TEST(DropoutTest, MaskFollowsItsDefinitionOnEveryPath) {
   };
   check(0.0f);
   check(0.0);
+  // The library-wide cap holds float to the scalar loop too.
+  const ScopedMaxIsa scalar(Isa::kScalar);
+  EXPECT_FALSE(ops::dropout_detail::use_avx2());
+  check(0.0f);
 }
 
 TEST(DropoutTest, BackwardUsesTheForwardMask) {

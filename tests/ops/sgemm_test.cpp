@@ -68,23 +68,21 @@ void check(const Case& c, bool ta, bool tb, bool accumulate, int threads, std::v
   if (out) *out = C;
 }
 
-// Selects the AVX-512 kernel (on) or the AVX2 one (off) for its lifetime.
+// Selects the AVX-512 kernel (on) or the AVX2 one (off) for its lifetime,
+// through the library-wide cap.
 class KernelScope {
  public:
-  explicit KernelScope(bool avx512) : was_(sg::set_avx512_enabled(avx512)) {}
-  ~KernelScope() { sg::set_avx512_enabled(was_); }
-  KernelScope(const KernelScope&) = delete;
-  KernelScope& operator=(const KernelScope&) = delete;
+  explicit KernelScope(bool avx512) : cap_(avx512 ? Isa::kAmx : Isa::kAvx2Vnni) {}
 
  private:
-  bool was_;
+  ScopedMaxIsa cap_;
 };
 
 class SgemmTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    if (!sg::available()) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
-    if (GetParam() && !sg::avx512_available())
+    if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
+    if (GetParam() && !cpu_has(Isa::kAvx512))
       GTEST_SKIP() << "this CPU (or OS) lacks AVX-512F: the 6 x 32 kernel cannot run here, the AVX2 kernel does";
     scope_ = std::make_unique<KernelScope>(GetParam());
     ASSERT_EQ(sg::avx512_enabled(), GetParam());
@@ -98,7 +96,7 @@ class SgemmTest : public ::testing::TestWithParam<bool> {
 class SgemmHelpersTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!sg::available()) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
+    if (!cpu_has(Isa::kAvx2)) GTEST_SKIP() << "this CPU lacks AVX2 + FMA: linear uses Eigen's GEMM, nothing to test";
   }
 };
 
@@ -129,7 +127,7 @@ TEST_P(SgemmTest, LargeBlocksAndTwoThreadsGiveTheSameBits) {
 // (KC blocks in order) and add it into C once, so they agree bit for bit:
 // a model trains the same on either.
 TEST_F(SgemmHelpersTest, Avx512KernelGivesTheAvx2KernelsBits) {
-  if (!sg::avx512_available())
+  if (!cpu_has(Isa::kAvx512))
     GTEST_SKIP() << "this CPU (or OS) lacks AVX-512F: the 6 x 32 kernel cannot run here, the AVX2 kernel does";
   KernelScope avx512(true);
   const Case cases[] = {{7, 17, 9}, {37, 70, 300}, {130, 100, 33}, {250, 800, 64}};
@@ -196,18 +194,18 @@ TEST_P(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
   for (float v : C) EXPECT_EQ(v, 0.0f);
 }
 
-TEST_F(SgemmHelpersTest, CanBeSwitchedOffAndOn) {
-  const bool was = sg::set_enabled(false);
+TEST_F(SgemmHelpersTest, TheCapChoosesTheKernel) {
+  for (Isa cap : kEachIsa) {
+    const ScopedMaxIsa scope(cap);
+    const auto admits = [&](Isa level) { return static_cast<int>(level) <= static_cast<int>(cap) && cpu_has(level); };
+    EXPECT_EQ(sg::enabled(), admits(Isa::kAvx2)) << "cap " << isa_name(cap);
+    EXPECT_EQ(sg::avx512_enabled(), admits(Isa::kAvx512)) << "cap " << isa_name(cap);
+  }
+  const ScopedMaxIsa scalar(Isa::kScalar);
   EXPECT_FALSE(sg::enabled());
-  sg::set_enabled(true);
-  EXPECT_TRUE(sg::enabled());
-  sg::set_enabled(was);
-  // The AVX-512 kernel only turns on where the CPU has it.
-  const bool was512 = sg::set_avx512_enabled(true);
-  EXPECT_EQ(sg::avx512_enabled(), sg::avx512_available());
-  sg::set_avx512_enabled(false);
-  EXPECT_FALSE(sg::avx512_enabled());
-  sg::set_avx512_enabled(was512);
+  std::vector<float> C(1);
+  const float a = 2, b = 3;
+  EXPECT_FALSE(sg::try_gemm(1, 1, 1, &a, 1, false, &b, 1, false, C.data(), 1, false)) << "Eigen's GEMM runs instead";
 }
 
 }  // namespace

@@ -44,7 +44,8 @@ TEST(AdamWTest, GroupsWithOwnLrDecayAndClampMatchPyTorch) {
 TEST(AdamWTest, PortableKernelsMatchPyTorchToo) {
   // The loops without AVX2 intrinsics (what a CPU without FMA runs) round
   // the same way: std::fma is exact wherever it runs.
-  detail::optim_force_portable_kernels() = true;
+  const ScopedMaxIsa portable(Isa::kScalar);  // the loops without intrinsics
+  ASSERT_FALSE(detail::optim_cpu_has_fma());
   for (bool amsgrad : {false, true}) {
     auto ps = golden_params();
     AdamWOptions o;
@@ -57,7 +58,6 @@ TEST(AdamWTest, PortableKernelsMatchPyTorchToo) {
   auto ps = golden_params();
   AdamW<float> opt(raw(ps));
   replay_and_compare("adamw_default", opt, ps, 0);
-  detail::optim_force_portable_kernels() = false;
 }
 
 TEST(AdamWTest, DoublePrecisionMatchesScalarReference) {

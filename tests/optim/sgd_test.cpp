@@ -40,7 +40,8 @@ TEST(SGDTest, NesterovMatchesPyTorch) {
 }
 
 TEST(SGDTest, PortableKernelsMatchPyTorchToo) {
-  detail::optim_force_portable_kernels() = true;
+  const ScopedMaxIsa portable(Isa::kScalar);  // the loops without intrinsics
+  ASSERT_FALSE(detail::optim_cpu_has_fma());
   auto ps = golden_params();
   SGDOptions o;
   o.lr = 0.05;
@@ -49,7 +50,6 @@ TEST(SGDTest, PortableKernelsMatchPyTorchToo) {
   o.weight_decay = 1e-3;
   SGD<float> opt(raw(ps), o);
   replay_and_compare("sgd_nesterov", opt, ps, 0);
-  detail::optim_force_portable_kernels() = false;
 }
 
 TEST(SGDTest, NesterovNeedsMomentumAndNoDampening) {

@@ -46,10 +46,10 @@ TEST(FakeQuantizeTest, PerTensorMatchesTorchBitForBitOnEveryIsa) {
   const auto count = f.scalar<std::int64_t>("pt.count");
   ASSERT_GT(count, 50);
   for (auto isa : test::runnable_isas()) {
-    test::IsaLimit limit(isa);
+    const ScopedMaxIsa limit(isa);
     for (std::int64_t c = 0; c < count; ++c) {
       const std::string p = test::case_prefix("pt", c);
-      SCOPED_TRACE(p + " isa " + detail::fq::isa_name(isa));
+      SCOPED_TRACE(p + " isa " + isa_name(isa));
       const auto x = f.get<float>(p + "x");
       const auto want = f.get<float>(p + "y");
       const auto r = fake_quantize_per_tensor_affine_cachemask(x, f.scalar<float>(p + "scale"),
@@ -73,10 +73,10 @@ TEST(FakeQuantizeTest, PerChannelMatchesTorchBitForBitOnEveryAxisAndIsa) {
   const auto count = f.scalar<std::int64_t>("pc.count");
   ASSERT_GE(count, 20);
   for (auto isa : test::runnable_isas()) {
-    test::IsaLimit limit(isa);
+    const ScopedMaxIsa limit(isa);
     for (std::int64_t c = 0; c < count; ++c) {
       const std::string p = test::case_prefix("pc", c);
-      SCOPED_TRACE(p + " isa " + detail::fq::isa_name(isa));
+      SCOPED_TRACE(p + " isa " + isa_name(isa));
       const auto x = f.get<float>(p + "x");
       const auto want = f.get<float>(p + "y");
       const auto r = fake_quantize_per_channel_affine_cachemask(
@@ -86,6 +86,15 @@ TEST(FakeQuantizeTest, PerChannelMatchesTorchBitForBitOnEveryAxisAndIsa) {
       EXPECT_TRUE(test::bits_equal(r.output.data(), want.data(), x.numel(), "y"));
       EXPECT_TRUE(mask_equal(r.mask, f.get<std::uint8_t>(p + "mask")));
     }
+  }
+}
+
+TEST(FakeQuantizeTest, KernelFamilyFollowsTheCap) {
+  for (Isa cap : kEachIsa) {
+    const ScopedMaxIsa scope(cap);
+    const auto admits = [&](Isa level) { return static_cast<int>(level) <= static_cast<int>(cap) && cpu_has(level); };
+    const Isa want = admits(Isa::kAvx512) ? Isa::kAvx512 : admits(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+    EXPECT_EQ(detail::fq::active_isa(), want) << "cap " << isa_name(cap);
   }
 }
 
@@ -109,12 +118,12 @@ TEST(FakeQuantizeTest, NonFiniteAndHugeInputsMapToQuantMin) {
   const float vals[] = {std::nanf(""), inf, -inf, 1e30f, -1e30f, 9.2e18f, 9.3e18f};
   for (int i = 0; i < 7; ++i) x[i] = vals[i];
   for (auto isa : test::runnable_isas()) {
-    test::IsaLimit limit(isa);
+    const ScopedMaxIsa limit(isa);
     const auto r = fake_quantize_per_tensor_affine_cachemask(x, 1.0f, 10, 0, 255);
     const float lowest = (0.0f - 10.0f) * 1.0f, highest = 245.0f;
     const float want[] = {lowest, lowest, lowest, lowest, lowest, highest, lowest};
     for (int i = 0; i < 7; ++i) {
-      EXPECT_EQ(r.output[i], want[i]) << "element " << i << " isa " << detail::fq::isa_name(isa);
+      EXPECT_EQ(r.output[i], want[i]) << "element " << i << " isa " << isa_name(isa);
       EXPECT_FALSE(r.mask[i]) << "element " << i;
     }
   }
@@ -130,10 +139,10 @@ TEST(FakeQuantizeTest, SimdKernelsAgreeWithScalarOnRandomData) {
     for (Index off : {0, 1, 3}) {
       const Index m = n + 3 - off;
       DynTensor<float> x = DynTensor<float>::from({m}, buf.data() + off);
-      test::IsaLimit scalar(detail::fq::Isa::Scalar);
+      const ScopedMaxIsa scalar(Isa::kScalar);
       const auto ref = fake_quantize_per_tensor_affine_cachemask(x, 0.037f, 5, -16, 15);
       for (auto isa : test::runnable_isas()) {
-        test::IsaLimit limit(isa);
+        const ScopedMaxIsa limit(isa);
         const auto got = fake_quantize_per_tensor_affine_cachemask(x, 0.037f, 5, -16, 15);
         ASSERT_TRUE(test::bits_equal(got.output.data(), ref.output.data(), m, "y"));
         for (Index i = 0; i < ref.mask.num_words(); ++i) ASSERT_EQ(got.mask.words()[i], ref.mask.words()[i]);
@@ -150,7 +159,7 @@ TEST(FakeQuantizeTest, SimdKernelsAgreeWithScalarOnRandomData) {
         scale.push_back(static_cast<float>(rng.uniform(0.01, 0.1)));
         zp.push_back(static_cast<std::int32_t>(rng.below(256)));
       }
-      test::IsaLimit scalar(detail::fq::Isa::Scalar);
+      const ScopedMaxIsa scalar(Isa::kScalar);
       const auto ref = fake_quantize_per_channel_affine_cachemask(x, scale, zp, axis, 0, 255);
       // Independent per-element reference (PyTorch's formula, written out).
       Index inner = 1;
@@ -167,7 +176,7 @@ TEST(FakeQuantizeTest, SimdKernelsAgreeWithScalarOnRandomData) {
       for (std::size_t threshold : {prev_stream, std::size_t(0)}) {  // with and without streaming stores
         detail::fq::stream_threshold().store(threshold);
         for (auto isa : test::runnable_isas()) {
-          test::IsaLimit limit(isa);
+          const ScopedMaxIsa limit(isa);
           const auto got = fake_quantize_per_channel_affine_cachemask(x, scale, zp, axis, 0, 255);
           ASSERT_TRUE(test::bits_equal(got.output.data(), ref.output.data(), x.numel(), "y"));
           for (Index i = 0; i < ref.mask.num_words(); ++i) ASSERT_EQ(got.mask.words()[i], ref.mask.words()[i]);
@@ -278,7 +287,7 @@ TEST(FakeQuantizeTest, FirstGradientWriteOverwritesAndEqualsAccumulatingIntoZero
     return x.grad();
   };
   for (auto isa : test::runnable_isas()) {
-    test::IsaLimit limit(isa);
+    const ScopedMaxIsa limit(isa);
     for (SteMode ste : {SteMode::Clipped, SteMode::PassThrough}) {
       const DynTensor<float> both = grad(true, true, false, ste), a = grad(true, false, false, ste);
       const DynTensor<float> b = grad(false, true, false, ste), both_zeroed = grad(true, true, true, ste);

@@ -11,34 +11,21 @@
 #include <vector>
 
 #include "common/fixture.hpp"
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/quant/fake_quantize_kernels.hpp"
 #include "qaware/quant/qparams.hpp"
 
 namespace qaware::test {
 
-// Every kernel ISA this CPU can run (the scalar one always).
-inline std::vector<detail::fq::Isa> runnable_isas() {
-  using detail::fq::Isa;
-  std::vector<Isa> v{Isa::Scalar};
-  if (detail::fq::cpu_isa() >= Isa::Avx2) v.push_back(Isa::Avx2);
-  if (detail::fq::cpu_isa() >= Isa::Avx512) v.push_back(Isa::Avx512);
+// The fake-quant kernels' instruction sets this CPU can run (scalar always);
+// tests cap the library at each in turn with ScopedMaxIsa.
+inline std::vector<Isa> runnable_isas() {
+  std::vector<Isa> v{Isa::kScalar};
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512})
+    if (cpu_has(isa)) v.push_back(isa);
   return v;
 }
-
-// Limits the fake-quant kernels to `isa` for the guard's lifetime.
-class IsaLimit {
- public:
-  explicit IsaLimit(detail::fq::Isa isa) : prev_(detail::fq::isa_limit().load()) {
-    detail::fq::isa_limit().store(static_cast<int>(isa));
-  }
-  ~IsaLimit() { detail::fq::isa_limit().store(prev_); }
-  IsaLimit(const IsaLimit&) = delete;
-  IsaLimit& operator=(const IsaLimit&) = delete;
-
- private:
-  int prev_;
-};
 
 // Bit-for-bit equality of two float buffers (so NaN == NaN and -0 != +0);
 // reports the first few differences.

@@ -6,7 +6,7 @@
 // backward with its output gradient; there is no sorting, because creation
 // order is already a topological order.
 //
-// Contracts (DESIGN.md, "Autograd tape"):
+// Contracts (docs/architecture.md, "Adding an op"):
 // - Backward functions accumulate (+=) into gradients that start at zero, so
 //   fan-out and residual connections are right by construction. An op that
 //   writes every element of an input's gradient may instead ask for a

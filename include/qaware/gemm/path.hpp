@@ -1,40 +1,25 @@
 #pragma once
 // INT8 GEMM paths: which kernels this build has, which this CPU and OS can
-// run, which the user allows, and which one ran.
+// run, which the library-wide instruction-set cap admits, and which one ran.
 //
 // A path is one bit of a mask (ruy's Path idea). The enabled paths are
-//   compiled_paths() & cpu_paths() & env_paths()   (scalar is always enabled)
+//   compiled_paths() & cpu_paths() & (paths the cap admits)   (scalar always)
 // and the best enabled path -- the highest bit -- is the default for packing.
 //
-// cpu_paths() asks cpuid which instructions exist and xgetbv (XCR0) whether the
-// OS saves the registers they use: YMM state for AVX2 / AVX-VNNI, opmask + ZMM
-// state (XCR0 bits 5-7) for AVX-512, tile config + tile data (bits 17-18) for
-// AMX. Linux also hands out AMX tile state only on request, so AMX additionally
-// needs arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) to succeed; that
-// request is made once, the first time cpu_paths() runs.
-//
-// QAWARE_PATHS restricts the choice, for tests and benchmarks:
-//   QAWARE_PATHS=scalar,avx2      only these two (the best of them wins)
-// It is read when pack_b() picks a path; a PackedMatrix keeps the path it was
-// packed for, and gemm() runs that path (refusing one this CPU cannot run).
-// Names: scalar, avx2, avxvnni, avx512vnni, amx, all; separators: comma, space,
-// '+' or '|'; case-insensitive. An unknown name raises qaware::Error.
+// cpu_paths() are the paths whose instructions this CPU and OS can run
+// (qaware/core/cpu.hpp probes them); enabled_paths() keeps those the
+// library-wide cap admits (QAWARE_MAX_ISA, set_max_isa()): a path is admitted
+// when its level is, i.e. avx2 -> Isa::kAvx2, avxvnni -> kAvx2Vnni,
+// avx512vnni -> kAvx512Vnni, amx -> kAmx. A PackedMatrix keeps the path it
+// was packed for, and gemm() runs that path (refusing one this CPU cannot
+// run), so a cap lowered later does not change an existing pack.
 
 #include <atomic>
-#include <cctype>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/error.hpp"
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-#endif
 
 // QAWARE_GEMM_X86: the x86-64 kernels are compiled (function target
 // attributes; GCC >= 11 or Clang >= 12 for AVX-VNNI and AMX intrinsics).
@@ -99,43 +84,6 @@ inline std::string paths_string(Path mask) {
   return s.empty() ? std::string("none") : s;
 }
 
-// Parses a QAWARE_PATHS value. An empty or all-separator string means all.
-inline Path parse_paths(const std::string& spec) {
-  Path mask = Path::kNone;
-  bool any = false;
-  std::string token;
-  auto flush = [&]() {
-    if (token.empty()) return;
-    any = true;
-    if (token == "all") {
-      mask = mask | kAllPaths;
-    } else if (token == "scalar") {
-      mask = mask | Path::kScalar;
-    } else if (token == "avx2") {
-      mask = mask | Path::kAvx2;
-    } else if (token == "avxvnni" || token == "avx-vnni" || token == "avx_vnni") {
-      mask = mask | Path::kAvxVnni;
-    } else if (token == "avx512vnni" || token == "avx512-vnni" || token == "avx512_vnni") {
-      mask = mask | Path::kAvx512Vnni;
-    } else if (token == "amx") {
-      mask = mask | Path::kAmx;
-    } else {
-      QAWARE_CHECK(false, "QAWARE_PATHS: unknown path '", token, "' in '", spec,
-                   "' (known: scalar, avx2, avxvnni, avx512vnni, amx, all)");
-    }
-    token.clear();
-  };
-  for (char ch : spec) {
-    if (ch == ',' || ch == '+' || ch == '|' || std::isspace(static_cast<unsigned char>(ch))) {
-      flush();
-    } else {
-      token += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    }
-  }
-  flush();
-  return any ? mask : kAllPaths;
-}
-
 // Paths whose kernels this build contains.
 constexpr Path compiled_paths() {
 #if QAWARE_GEMM_X86
@@ -145,82 +93,25 @@ constexpr Path compiled_paths() {
 #endif
 }
 
-// What cpuid / xgetbv report, for diagnostics and tests.
-struct CpuFeatures {
-  bool avx2 = false, fma = false, avxvnni = false;
-  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
-  bool amx_tile = false, amx_int8 = false;
-  bool os_ymm = false, os_zmm = false, os_tiles = false;  // XCR0 state bits
-  bool amx_permitted = false;                             // arch_prctl granted tile data
-};
+// The instruction-set level each path needs.
+constexpr Isa path_isa(Path p) {
+  switch (p) {
+    case Path::kAvx2: return Isa::kAvx2;
+    case Path::kAvxVnni: return Isa::kAvx2Vnni;
+    case Path::kAvx512Vnni: return Isa::kAvx512Vnni;
+    case Path::kAmx: return Isa::kAmx;
+    default: return Isa::kScalar;
+  }
+}
 
 namespace detail {
 
-#if QAWARE_GEMM_X86
-inline std::uint64_t read_xcr0() {
-  std::uint32_t eax = 0, edx = 0;
-  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (static_cast<std::uint64_t>(edx) << 32) | eax;
-}
-
-// Linux keeps AMX tile data off until a process asks for it (kernel >= 5.16).
-inline bool request_amx_permission() {
-#if defined(__linux__)
-  constexpr long kArchGetXcompPerm = 0x1022;
-  constexpr long kArchReqXcompPerm = 0x1023;
-  constexpr long kXfeatureXtiledata = 18;
-  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
-  unsigned long bitmask = 0;
-  if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &bitmask) != 0) return false;
-  return (bitmask & (1ul << kXfeatureXtiledata)) != 0;
-#else
-  return false;  // other OSes: not supported by this library
-#endif
-}
-#endif
-
-inline CpuFeatures detect_cpu_features() {
-  CpuFeatures f;
-#if QAWARE_GEMM_X86
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u;
-  f.fma = (c >> 12) & 1u;
-  if (!osxsave || !avx) return f;
-  const std::uint64_t xcr0 = read_xcr0();
-  f.os_ymm = (xcr0 & 0x6u) == 0x6u;                                   // SSE + AVX state
-  f.os_zmm = f.os_ymm && (xcr0 & 0xE0u) == 0xE0u;                     // opmask, ZMM_Hi256, Hi16_ZMM
-  f.os_tiles = (xcr0 & (3ull << 17)) == (3ull << 17);                 // XTILECFG + XTILEDATA
-  unsigned max_leaf = __get_cpuid_max(0, nullptr);
-  if (max_leaf < 7) return f;
-  __cpuid_count(7, 0, a, b, c, d);
-  f.avx2 = (b >> 5) & 1u;
-  f.avx512f = (b >> 16) & 1u;
-  f.avx512dq = (b >> 17) & 1u;
-  f.avx512bw = (b >> 30) & 1u;
-  f.avx512vl = (b >> 31) & 1u;
-  f.avx512vnni = (c >> 11) & 1u;
-  f.amx_tile = (d >> 24) & 1u;
-  f.amx_int8 = (d >> 25) & 1u;
-  const unsigned max_subleaf = a;
-  if (max_subleaf >= 1) {
-    __cpuid_count(7, 1, a, b, c, d);
-    f.avxvnni = (a >> 4) & 1u;
-  }
-  if (f.amx_tile && f.amx_int8 && f.os_tiles) f.amx_permitted = request_amx_permission();
-#endif
-  return f;
-}
-
-inline Path paths_from_features(const CpuFeatures& f) {
-  Path p = Path::kScalar;
-  const bool avx2 = f.avx2 && f.fma && f.os_ymm;
-  const bool avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.os_zmm;
-  if (avx2) p = p | Path::kAvx2;
-  if (avx2 && f.avxvnni) p = p | Path::kAvxVnni;
-  if (avx512 && f.avx512vnni) p = p | Path::kAvx512Vnni;
-  // The AMX kernel's epilogue is compiled for AVX-512 too, so it needs both.
-  if (avx512 && f.avx512vnni && f.amx_tile && f.amx_int8 && f.os_tiles && f.amx_permitted) p = p | Path::kAmx;
+// The paths whose levels pass `admit`.
+template <typename Admit>
+Path paths_where(Admit admit) {
+  Path p = Path::kNone;
+  for (Path q : kEachPath)
+    if (admit(path_isa(q))) p = p | q;
   return p;
 }
 
@@ -240,23 +131,10 @@ inline void note_path_ran(Path p) {
 
 }  // namespace detail
 
-// cpuid / xgetbv results (detected once; also makes the AMX permission request).
-inline const CpuFeatures& cpu_features() {
-  static const CpuFeatures f = detail::detect_cpu_features();
-  return f;
-}
-
-// Paths this CPU and OS can run (scalar always).
+// Paths this CPU and OS can run (scalar always), whatever the cap.
 inline Path cpu_paths() {
-  static const Path p = detail::paths_from_features(cpu_features());
+  static const Path p = detail::paths_where([](Isa level) { return cpu_has(level); });
   return p;
-}
-
-// The QAWARE_PATHS restriction (all paths when unset). Read on every call so
-// tests can change it; throws qaware::Error on an unknown name.
-inline Path env_paths() {
-  const char* s = std::getenv("QAWARE_PATHS");
-  return s ? parse_paths(s) : kAllPaths;
 }
 
 // The highest path in `mask`, or kNone for an empty mask.
@@ -268,9 +146,10 @@ inline Path best_path(Path mask) {
   return Path::kNone;
 }
 
-// Paths runnable here and allowed by QAWARE_PATHS. Scalar stays enabled as the
-// fallback even when QAWARE_PATHS names only paths this CPU lacks.
-inline Path enabled_paths() { return (compiled_paths() & cpu_paths() & env_paths()) | Path::kScalar; }
+// Paths this build has, this CPU runs and the cap admits (scalar always).
+inline Path enabled_paths() {
+  return (compiled_paths() & detail::paths_where([](Isa level) { return isa_enabled(level); })) | Path::kScalar;
+}
 
 // The path new packs use by default.
 inline Path best_path() { return best_path(enabled_paths()); }

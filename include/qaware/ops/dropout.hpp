@@ -29,7 +29,7 @@
 #include "qaware/core/rng.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/gemm/path.hpp"
+#include "qaware/core/cpu.hpp"
 #include "qaware/ops/detail/common.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -143,10 +143,7 @@ __attribute__((target("avx2"))) inline void backward_avx2(const float* dy, const
 }
 #endif
 
-inline bool use_avx2() {
-  const gemm::CpuFeatures& f = gemm::cpu_features();
-  return QAWARE_DROPOUT_X86 && f.avx2 && f.os_ymm;
-}
+inline bool use_avx2() { return QAWARE_DROPOUT_X86 && isa_enabled(Isa::kAvx2); }
 
 }  // namespace dropout_detail
 

@@ -10,7 +10,7 @@
 // std::fma is one instruction only where the compiler may use FMA. A user's
 // translation unit built without -mfma would call libm's fma per element, so
 // on x86 the loops are also compiled for AVX2+FMA with a function target
-// attribute and chosen at run time (users need no -march flag; DESIGN.md).
+// attribute and chosen at run time (users need no -march flag; docs/architecture.md).
 // AdamW's float loop is written with AVX2 intrinsics there, because sqrt
 // (which may set errno) keeps compilers from vectorising it; every
 // intrinsic rounds exactly like the scalar operation it replaces.
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/shape.hpp"
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
@@ -155,21 +156,9 @@ QAWARE_OPTIM_INLINE void sgd_body(const SGDCoeffs<Scalar>& c, Scalar* x, const S
   sgd_body_m<false>(c, x, gr, buf, lo, hi);
 }
 
-// Tests set this to run the portable loops on any CPU.
-inline bool& optim_force_portable_kernels() {
-  static bool force = false;
-  return force;
-}
-
 #if QAWARE_OPTIM_FMA_DISPATCH
-inline bool optim_cpu_has_fma() {
-#if defined(__AVX2__) && defined(__FMA__)
-  return true;
-#else
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-#endif
-}
+// The FMA loops run where the library-wide cap admits Isa::kAvx2.
+inline bool optim_cpu_has_fma() { return isa_enabled(Isa::kAvx2); }
 
 template <bool kDecay, bool kAmsgrad>
 __attribute__((target("avx2,fma"))) void adamw_avx2_t(const AdamWCoeffs<float>& c, float* QAWARE_RESTRICT x,
@@ -231,7 +220,7 @@ template <typename Scalar>
 void adamw_loop(const AdamWCoeffs<Scalar>& c, Scalar* x, const Scalar* gr, Scalar* m, Scalar* v, Scalar* vmax,
                 Index lo, Index hi) {
 #if QAWARE_OPTIM_FMA_DISPATCH
-  if (optim_cpu_has_fma() && !optim_force_portable_kernels()) return adamw_loop_fma(c, x, gr, m, v, vmax, lo, hi);
+  if (optim_cpu_has_fma()) return adamw_loop_fma(c, x, gr, m, v, vmax, lo, hi);
 #endif
   adamw_body(c, x, gr, m, v, vmax, lo, hi);
 }
@@ -239,7 +228,7 @@ void adamw_loop(const AdamWCoeffs<Scalar>& c, Scalar* x, const Scalar* gr, Scala
 template <typename Scalar>
 void sgd_loop(const SGDCoeffs<Scalar>& c, Scalar* x, const Scalar* gr, Scalar* buf, Index lo, Index hi) {
 #if QAWARE_OPTIM_FMA_DISPATCH
-  if (optim_cpu_has_fma() && !optim_force_portable_kernels()) return sgd_loop_fma(c, x, gr, buf, lo, hi);
+  if (optim_cpu_has_fma()) return sgd_loop_fma(c, x, gr, buf, lo, hi);
 #endif
   sgd_body(c, x, gr, buf, lo, hi);
 }

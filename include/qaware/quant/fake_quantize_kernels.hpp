@@ -43,13 +43,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/ops/detail/common.hpp"
 #include "qaware/quant/requantize.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define QAWARE_FQ_X86 1
-#include <cpuid.h>
 #include "qaware/core/intrinsics.hpp"
 #else
 #define QAWARE_FQ_X86 0
@@ -62,49 +62,11 @@ namespace fq {
 // ---------------------------------------------------------------------------
 // Instruction-set selection.
 
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
-
-inline const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::Scalar: return "scalar";
-    case Isa::Avx2: return "avx2";
-    case Isa::Avx512: return "avx512";
-  }
-  return "?";
-}
-
-// The best kernel this CPU and OS can run.
-inline Isa detect_isa() {
-#if QAWARE_FQ_X86
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return Isa::Scalar;
-  const bool osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u, fma = (c >> 12) & 1u;
-  if (!osxsave || !avx) return Isa::Scalar;
-  unsigned xcr0_lo = 0, xcr0_hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  if ((xcr0_lo & 0x6u) != 0x6u) return Isa::Scalar;  // SSE and AVX state enabled by the OS
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return Isa::Scalar;
-  const bool avx2 = (b >> 5) & 1u, avx512f = (b >> 16) & 1u;
-  if (avx512f && (xcr0_lo & 0xe6u) == 0xe6u) return Isa::Avx512;  // + opmask, ZMM state
-  if (avx2 && fma) return Isa::Avx2;
-#endif
-  return Isa::Scalar;
-}
-
-inline Isa cpu_isa() {
-  static const Isa isa = detect_isa();
-  return isa;
-}
-
-// The most capable ISA the kernels may use (tests lower it to exercise every
-// path). Defaults to Avx512 (i.e. no limit).
-inline std::atomic<int>& isa_limit() {
-  static std::atomic<int> limit{static_cast<int>(Isa::Avx512)};
-  return limit;
-}
-
+// The kernel family for this call: AVX-512F, AVX2 + FMA or scalar, the best
+// the library-wide cap (qaware/core/cpu.hpp) admits on this CPU.
 inline Isa active_isa() {
-  return static_cast<Isa>(std::min(static_cast<int>(cpu_isa()), isa_limit().load(std::memory_order_relaxed)));
+  if (isa_enabled(Isa::kAvx512)) return Isa::kAvx512;
+  return isa_enabled(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
 }
 
 // Outputs at least this large (bytes, per call) are written with
@@ -467,8 +429,8 @@ inline void affine_run(const S* x, S* y, Index n, const Affine<S>& p, std::uint6
 #if QAWARE_FQ_X86
   if constexpr (std::is_same_v<S, float>) {
     const Isa isa = active_isa();
-    if (isa == Isa::Avx512) return affine_run_avx512(x, y, n, p, words, bitpos, stream);
-    if (isa == Isa::Avx2) return affine_run_avx2(x, y, n, p, words, bitpos, stream);
+    if (isa == Isa::kAvx512) return affine_run_avx512(x, y, n, p, words, bitpos, stream);
+    if (isa == Isa::kAvx2) return affine_run_avx2(x, y, n, p, words, bitpos, stream);
   }
 #endif
   (void)stream;
@@ -481,8 +443,8 @@ inline void affine_vec(const S* x, S* y, Index n, const S* scale, const S* inv_s
 #if QAWARE_FQ_X86
   if constexpr (std::is_same_v<S, float>) {
     const Isa isa = active_isa();
-    if (isa == Isa::Avx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
-    if (isa == Isa::Avx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+    if (isa == Isa::kAvx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+    if (isa == Isa::kAvx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
   }
 #endif
   (void)stream;
@@ -494,7 +456,7 @@ template <typename S>
 inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, Index n, bool overwrite = false) {
 #if QAWARE_FQ_X86
   if constexpr (std::is_same_v<S, float>) {
-    if (active_isa() != Isa::Scalar) return masked_accumulate_avx2(dy, words, dx, n, overwrite);
+    if (active_isa() != Isa::kScalar) return masked_accumulate_avx2(dy, words, dx, n, overwrite);
   }
 #endif
   masked_accumulate_scalar(dy, words, 0, dx, n, overwrite);
@@ -509,7 +471,7 @@ inline void quantize_codes(const float* x, Code* out, Index n, float inv_scale, 
                 "quantize_codes: Code must be uint8_t or int8_t");
   Index i = 0;
 #if QAWARE_FQ_X86
-  if (active_isa() != Isa::Scalar) i = quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
+  if (active_isa() != Isa::kScalar) i = quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
 #endif
   for (; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
 }

@@ -118,7 +118,7 @@ __attribute__((target("avx2"))) inline bool minmax_avx2(const float* x, Index n,
 // n < 64, or x holds a NaN or an infinity.
 inline bool fast_aminmax(const float* x, Index n, float& lo, float& hi) {
 #if QAWARE_FQ_X86
-  if (n < 64 || fq::active_isa() < fq::Isa::Avx2 || !minmax_avx2(x, n, lo, hi)) return false;
+  if (n < 64 || fq::active_isa() < Isa::kAvx2 || !minmax_avx2(x, n, lo, hi)) return false;
   // A zero result: the sequential loop keeps the first zero it meets (-0
   // and +0 compare equal), so take that one's sign.
   if (lo == 0.0f || hi == 0.0f) {

@@ -23,17 +23,13 @@
 // its own blocks.
 
 #include <algorithm>
-#include <atomic>
-#include <cctype>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
-#include <string>
 #include <type_traits>
 
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/gemm/path.hpp"
+#include "qaware/core/cpu.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include "qaware/core/intrinsics.hpp"
@@ -54,49 +50,11 @@ constexpr Index MR = 6, NR = 16, KC = 256, MC = 120, NC = 768;
 // The B sliver width of the AVX-512 micro-kernel (two zmm registers).
 constexpr Index NR512 = 32;
 
-// Whether this CPU and OS can run the AVX2 + FMA kernel.
-inline bool available() {
-  const gemm::CpuFeatures& f = gemm::cpu_features();
-  return QAWARE_SGEMM_X86 && f.avx2 && f.fma && f.os_ymm;
-}
-// Whether they can also run the AVX-512F kernel (zmm state enabled by the OS).
-inline bool avx512_available() {
-  const gemm::CpuFeatures& f = gemm::cpu_features();
-  return available() && f.avx512f && f.os_zmm;
-}
-// The environment variable QAWARE_SGEMM chooses the kernel at start-up (for
-// comparisons): unset, empty or "auto" the best this CPU has, "avx2" the AVX2
-// kernel even where AVX-512 is available, "eigen" Eigen's GEMM. Another value
-// raises qaware::Error. Returns 0 (auto), 1 (avx2) or 2 (eigen).
-inline int env_choice() {
-  const char* v = std::getenv("QAWARE_SGEMM");
-  std::string s = v ? v : "";
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (s.empty() || s == "auto" || s == "avx512") return 0;
-  if (s == "avx2") return 1;
-  QAWARE_CHECK(s == "eigen", "QAWARE_SGEMM='", v, "' is not a float GEMM kernel (known: auto, avx512, avx2, eigen)");
-  return 2;
-}
-
-// Whether the kernel runs (default: where available, unless QAWARE_SGEMM=eigen);
-// tests and benchmarks may switch it off to compare with Eigen.
-inline std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> on{available() && env_choice() != 2};
-  return on;
-}
-inline bool enabled() { return enabled_flag().load(std::memory_order_relaxed); }
-// Turns the kernel on (only where available) or off; returns the previous state.
-inline bool set_enabled(bool on) { return enabled_flag().exchange(on && available()); }
-// Whether the AVX-512 kernel runs where it is available (default: yes,
-// unless QAWARE_SGEMM says otherwise); tests and benchmarks may switch it off
-// to compare with the AVX2 kernel.
-inline std::atomic<bool>& avx512_flag() {
-  static std::atomic<bool> on{avx512_available() && env_choice() == 0};
-  return on;
-}
-inline bool avx512_enabled() { return avx512_flag().load(std::memory_order_relaxed); }
-// Turns the AVX-512 kernel on (only where available) or off; returns the previous state.
-inline bool set_avx512_enabled(bool on) { return avx512_flag().exchange(on && avx512_available()); }
+// Whether the AVX2 + FMA kernel runs: the CPU has it and the library-wide
+// cap (qaware/core/cpu.hpp) admits Isa::kAvx2; Eigen's GEMM otherwise.
+inline bool enabled() { return QAWARE_SGEMM_X86 && isa_enabled(Isa::kAvx2); }
+// Whether the AVX-512F kernel runs instead (the cap admits Isa::kAvx512).
+inline bool avx512_enabled() { return QAWARE_SGEMM_X86 && isa_enabled(Isa::kAvx512); }
 
 // op(A) rows [i0, i0 + mc) x K [k0, k0 + kc) -> slivers [mc / MR][kc][MR], zero padded.
 inline void pack_a(const float* A, Index lda, bool ta, Index i0, Index mc, Index k0, Index kc, float* out) {
