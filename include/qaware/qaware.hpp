@@ -7,6 +7,7 @@
 // instruction-set cap
 #include "qaware/core/cpu.hpp"
 #include "qaware/core/error.hpp"
+#include "qaware/core/numerics.hpp"
 #include "qaware/core/rng.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/core/tensor.hpp"
@@ -36,15 +37,16 @@
 #include "qaware/ops/sub.hpp"
 #include "qaware/ops/sum.hpp"
 
-// optim: AdamW, SGD, parameter groups, gradient clipping, LR schedules
+// optim: AdamW, SGD, parameter groups, gradient clipping, LR schedules,
+// training checkpoints
 #include "qaware/optim/adamw.hpp"
+#include "qaware/optim/checkpoint.hpp"
 #include "qaware/optim/clip.hpp"
 #include "qaware/optim/optimizer.hpp"
 #include "qaware/optim/schedule.hpp"
 #include "qaware/optim/sgd.hpp"
 
-// io: safetensors reader/writer (with its JSON and F16/BF16 helpers), checkpoints
-#include "qaware/io/checkpoint.hpp"
+// io: safetensors reader/writer (with its JSON and F16/BF16 helpers)
 #include "qaware/io/safetensors.hpp"
 
 // quant: PyTorch-exact fake quantization (per tensor / per channel, STE,
@@ -60,8 +62,6 @@
 #include "qaware/gemm/gemm.hpp"
 #include "qaware/gemm/reference.hpp"
 
-// quant: the shared quantize / requantize routine
-#include "qaware/quant/requantize.hpp"
 // nn: QAT layers (Module, QConfig, QATLinear, QATAttention, QATLayerNorm,
 // QATGelu, QATTransformerBlock, embeddings, heads, QATBertModel) and
 // model checkpoints

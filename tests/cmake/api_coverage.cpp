@@ -1022,10 +1022,15 @@ double gelu_d(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
 // y = fma(float(acc), a_scale * b_scale[n], bias[n]), then the activation.
 float ref_stage(std::int32_t acc, Index n, const gemm::Dequantize& dq) {
   const float s = dq.a_scale * dq.b_scales[dq.b_scale_count == 1 ? 0 : n];
-  const float y = quant::dequantize_accumulator(acc, s, dq.bias ? dq.bias[n] : 0.0f);
+  const float y = numerics::dequantize_accumulator(acc, s, dq.bias ? dq.bias[n] : 0.0f);
   switch (dq.activation) {
     case gemm::Activation::kRelu: return y > 0.0f ? y : 0.0f;
-    case gemm::Activation::kGelu: return 0.5f * y * (1.0f + std::erf(y * 0.70710678118654752440f));
+    case gemm::Activation::kGelu: {
+      // The fused stage must give what the QAT forward's gelu op gives.
+      float g = 0.0f;
+      ops::gelu_forward(&y, &g, 1, GeluApprox::Erf);
+      return g;
+    }
     case gemm::Activation::kNone: break;
   }
   return y;
@@ -1167,8 +1172,8 @@ void gemm_case_checks(const GemmCase<TA>& cs, Rng& rng, long& saturated, long& i
         for (Index i = 0; i < cs.M * cs.N; ++i) {
           const Index m = i / cs.N, n = i % cs.N;
           const float y = ref_stage(cs.acc[static_cast<std::size_t>(i)], n, dq);
-          const std::int32_t qu = quant::quantize_value(y, 1.0f / out_scale, 128, 0, 255);
-          const std::int32_t qs = quant::quantize_value(y, 1.0f / out_scale, -3, -128, 127);
+          const std::int32_t qu = numerics::quantize(y, 1.0f / out_scale, 128, 0, 255);
+          const std::int32_t qs = numerics::quantize(y, 1.0f / out_scale, -3, -128, 127);
           if (ub < 0 && u.at(m, n) != qu) ub = i;
           if (sb < 0 && s.at(m, n) != qs) sb = i;
           if (qs == -128 || qs == 127) ++saturated; else ++inside;
@@ -2192,7 +2197,7 @@ std::string section_optim() {
     }
   }
 
-  // io::save_checkpoint / load_checkpoint: Params, SGD momentum, the schedule
+  // optim::save_checkpoint / load_checkpoint: Params, SGD momentum, the schedule
   // and an RNG; the resumed step is bit-identical.
   {
     struct Run {
@@ -2215,8 +2220,8 @@ std::string section_optim() {
         sched.step();
         opt.zero_grad();
       }
-      io::TrainingState<float> state() {
-        io::TrainingState<float> s;
+      optim::TrainingState<float> state() {
+        optim::TrainingState<float> s;
         s.params = {{"a", &a}, {"b", &b}};
         s.optimizer = &opt;
         s.schedule = &sched;
@@ -2228,22 +2233,22 @@ std::string section_optim() {
     Run first(1);
     first.step();
     first.step();
-    io::TrainingState<float> s = first.state();
+    optim::TrainingState<float> s = first.state();
     s.step = 2;
-    io::save_checkpoint(path, s);
+    optim::save_checkpoint(path, s);
     first.step();
     Run resumed(99);
-    io::TrainingState<float> r = resumed.state();
-    io::load_checkpoint(path, r);
+    optim::TrainingState<float> r = resumed.state();
+    optim::load_checkpoint(path, r);
     resumed.step();
     EXPECT(r.step == 2 && resumed.sched.last_step() == 3, "io checkpoint: step ", r.step, ", schedule ", resumed.sched.last_step());
     EXPECT(same_bits(first.a.value(), resumed.a.value()) && same_bits(first.b.value(), resumed.b.value()),
            "io checkpoint: the resumed step differs");
     const std::string e = error_of([&] {
       Param<float> c(Shape{1});
-      io::TrainingState<float> t = resumed.state();
+      optim::TrainingState<float> t = resumed.state();
       t.params.emplace_back("c", &c);
-      io::load_checkpoint(path, t);
+      optim::load_checkpoint(path, t);
     });
     EXPECT(contains(e, "'c'"), "io checkpoint: a missing tensor must be named: '", e, "'");
   }

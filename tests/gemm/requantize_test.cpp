@@ -1,4 +1,4 @@
-// The shared quantize routine (qaware/quant/requantize.hpp) against PyTorch:
+// The shared quantize routine (qaware/core/numerics.hpp) against PyTorch:
 // q must equal torch.fake_quantize_per_tensor_affine's integer exactly (no
 // tolerance: same float multiply by 1/scale, same round-half-to-even, same
 // clamp), including half-way ties and saturation.
@@ -13,7 +13,7 @@
 
 #include "common/fixture.hpp"
 #include "qaware/quant/fake_quantize_kernels.hpp"
-#include "qaware/quant/requantize.hpp"
+#include "qaware/core/numerics.hpp"
 #include "quant/quant_test_util.hpp"
 
 namespace qaware {
@@ -44,7 +44,7 @@ TEST(RequantizeTest, MatchesPyTorchFakeQuantize) {
     ASSERT_EQ(x.numel(), q.numel());
     const float inv = 1.0f / scale;  // as PyTorch computes it
     for (Index k = 0; k < x.numel(); ++k) {
-      ASSERT_EQ(quant::quantize_value(x[k], inv, zp, qmin, qmax), q[k])
+      ASSERT_EQ(numerics::quantize(x[k], inv, zp, qmin, qmax), q[k])
           << "config " << c << " (scale " << scale << ", zp " << zp << ", [" << qmin << ", " << qmax << "]), x = "
           << x[k];
       const float t = x[k] * inv;
@@ -59,15 +59,25 @@ TEST(RequantizeTest, MatchesPyTorchFakeQuantize) {
   EXPECT_GT(checked, 5000);
 }
 
-// Where PyTorch's own cast is undefined (|x / scale| past int64) or the input
-// is not finite, quantize_value still saturates; NaN goes to qmin.
-TEST(RequantizeTest, SaturatesHugeAndNonFiniteInputs) {
+// The policy where PyTorch's int64 cast is undefined (NaN, |x / scale| >=
+// 2^63, infinities): qmin, as x86 gives PyTorch (INT64_MIN, clamped) and as
+// the fake-quant goldens record for +inf; up to 2^63 values saturate.
+TEST(RequantizeTest, HugeAndNonFiniteInputsFollowThePolicy) {
   const float inf = std::numeric_limits<float>::infinity();
-  EXPECT_EQ(quant::quantize_value(3e38f, 8.0f, 0, 0, 255), 255);
-  EXPECT_EQ(quant::quantize_value(-3e38f, 8.0f, 0, 0, 255), 0);
-  EXPECT_EQ(quant::quantize_value(inf, 1.0f, 3, -128, 127), 127);
-  EXPECT_EQ(quant::quantize_value(-inf, 1.0f, 3, -128, 127), -128);
-  EXPECT_EQ(quant::quantize_value(std::nanf(""), 1.0f, 3, -128, 127), -128);
+  EXPECT_EQ(numerics::quantize(3e38f, 8.0f, 0, 0, 255), 0);  // x / scale = inf
+  EXPECT_EQ(numerics::quantize(1e18f, 10.0f, 0, 0, 255), 0);  // 1e19 >= 2^63
+  EXPECT_EQ(numerics::quantize(9e18f, 1.0f, 0, 0, 255), 255);  // 9e18 < 2^63: saturates
+  EXPECT_EQ(numerics::quantize(-3e38f, 8.0f, 0, 0, 255), 0);
+  EXPECT_EQ(numerics::quantize(inf, 1.0f, 3, -128, 127), -128);
+  EXPECT_EQ(numerics::quantize(-inf, 1.0f, 3, -128, 127), -128);
+  EXPECT_EQ(numerics::quantize(std::nanf(""), 1.0f, 3, -128, 127), -128);
+  EXPECT_EQ(numerics::quantize(1000.0f, 1.0f, 3, -128, 127), 127);
+  // Fake quantization gives the same levels with a zero STE mask.
+  for (const float x : {3e38f * 8.0f, 1e19f, -inf, std::nanf("")}) {
+    bool in_range = true;
+    EXPECT_EQ(numerics::quantize_level(x, 1.0f, 3.0f, -128.0f, 127.0f, in_range), -128.0f) << x;
+    EXPECT_FALSE(in_range) << x;
+  }
 }
 
 // The vectorised codes (detail::fq::quantize_codes, the quantized linear's
@@ -84,7 +94,7 @@ void expect_codes_match(const std::vector<float>& x, float inv, std::int32_t zp,
       std::vector<Code> c(static_cast<std::size_t>(n) + 1, Code(0x5A));
       detail::fq::quantize_codes(x.data(), c.data(), n, inv, zp, qmin, qmax);
       for (Index k = 0; k < n; ++k)
-        ASSERT_EQ(int(c[static_cast<std::size_t>(k)]), quant::quantize_value(x[static_cast<std::size_t>(k)], inv, zp, qmin, qmax))
+        ASSERT_EQ(int(c[static_cast<std::size_t>(k)]), numerics::quantize(x[static_cast<std::size_t>(k)], inv, zp, qmin, qmax))
             << what << ", " << isa_name(isa) << ", n = " << n << ", x = " << x[static_cast<std::size_t>(k)];
       EXPECT_EQ(c.back(), Code(0x5A)) << what << ": wrote past n = " << n;
     }
@@ -111,7 +121,7 @@ TEST(RequantizeTest, VectorisedCodesEqualQuantizeValueOnEveryIsa) {
   EXPECT_GT(tested, 1);
   // Not finite, huge, ties at both ends of the range, and -0.
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> special{std::nanf(""), inf, -inf, 3e38f, -3e38f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -0.0f,
+  std::vector<float> special{std::nanf(""), inf, -inf, 3e38f, -3e38f, 1e19f, 9e18f, -1e19f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -0.0f,
                              126.5f, 127.5f, 128.5f, -127.5f, -128.5f, 254.5f, 255.5f, 1e-30f, -1e-30f};
   for (int k = 0; k < 60; ++k) special.push_back(static_cast<float>(k * 7 % 300) - 150.25f);
   expect_codes_match<std::uint8_t>(special, 1.0f, 0, 0, 255, "uint8 [0, 255]");
@@ -126,7 +136,7 @@ TEST(RequantizeTest, DequantizeAccumulatorIsOneFusedRounding) {
   // rounded before the add would give 1 - 1 = 0. The fused form keeps the
   // 2^-25 (exact in double, then one rounding to float).
   const float third = 1.0f / 3.0f;
-  const float fused = quant::dequantize_accumulator(3, third, -1.0f);
+  const float fused = numerics::dequantize_accumulator(3, third, -1.0f);
   EXPECT_EQ(fused, static_cast<float>(3.0 * static_cast<double>(third) - 1.0));
   EXPECT_NE(fused, 0.0f);
 }

@@ -54,6 +54,17 @@ inline int num_threads() {
 #endif
 }
 
+namespace detail {
+// Elements per parallel chunk for memory-bound elementwise loops: 32 Ki
+// elements cost tens of microseconds, far more than waking a thread.
+inline constexpr Index kElementGrain = Index(1) << 15;
+
+// Rows per parallel chunk for row-wise ops with `cols` elements per row,
+// about kElementGrain elements per chunk.
+inline Index row_grain(Index cols) { return std::max<Index>(1, kElementGrain / std::max<Index>(cols, 1)); }
+
+}  // namespace detail
+
 // Calls f(begin_i, end_i) on disjoint chunks covering [begin, end), in
 // parallel when there are at least two chunks of `grain` iterations and more
 // than one thread. Chunks are contiguous and at most num_threads() of them.

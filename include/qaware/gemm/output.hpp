@@ -6,16 +6,18 @@
 // and then either
 //   int32        C[m*ldc + n] = acc
 //   dequantize   y = fma(float(acc), a_scale * b_scale[n], bias[n]);  C = act(y)   (float)
-//   requantize   C = quantize_value(act(y), 1 / out_scale, out_zero_point, qmin, qmax)
+//   requantize   C = numerics::quantize(act(y), 1 / out_scale, out_zero_point, qmin, qmax)
 //                with [qmin, qmax] = [0, 255] for uint8 and [-128, 127] for int8
 // where b_scale is per tensor (one value) or per output channel (N values),
 // bias is optional (N values) and act is none, ReLU or GELU (erf form,
-// 0.5 y (1 + erf(y / sqrt 2)), as torch.nn.GELU()). y and the rounding come
-// from qaware/quant/requantize.hpp, the routine QAT shares.
+// 0.5 y (1 + erf(y / sqrt 2)), as torch.nn.GELU()). The fma, the GELU and the
+// quantization are qaware/core/numerics.hpp's, the definitions QAT shares, so
+// a fused stage gives what the QAT forward's separate ops give.
 
 #include <cmath>
 #include <cstdint>
 
+#include "qaware/core/numerics.hpp"
 #include "qaware/core/shape.hpp"
 
 namespace qaware {
@@ -32,13 +34,10 @@ inline const char* activation_name(Activation a) {
   return "invalid";
 }
 
-// GELU, exact (erf) form, in float.
-inline float gelu_erf(float y) { return 0.5f * y * (1.0f + std::erf(y * 0.70710678118654752440f)); }
-
 inline float apply_activation(Activation a, float y) {
   switch (a) {
     case Activation::kRelu: return y > 0.0f ? y : 0.0f;
-    case Activation::kGelu: return gelu_erf(y);
+    case Activation::kGelu: numerics::gelu_erf(&y, &y, 1); return y;
     case Activation::kNone: break;
   }
   return y;

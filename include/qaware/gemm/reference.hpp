@@ -4,7 +4,7 @@
 //
 //   acc[m][n] = sum_k (A[m][k] - za) * (B[k][n] - zb)        (int64, then checked to fit int32)
 // and the output stages written out one element at a time with the same shared
-// routines (quant::dequantize_accumulator, quant::quantize_value) the kernels use.
+// routines (numerics::dequantize_accumulator, numerics::quantize) the kernels use.
 
 #include <cstdint>
 #include <limits>
@@ -14,7 +14,7 @@
 #include "qaware/core/shape.hpp"
 #include "qaware/gemm/output.hpp"
 #include "qaware/gemm/packed_matrix.hpp"
-#include "qaware/quant/requantize.hpp"
+#include "qaware/core/numerics.hpp"
 
 namespace qaware {
 namespace gemm {
@@ -42,14 +42,14 @@ void reference_gemm_s32(const TA* a, Index M, Index K, Index lda, std::int32_t z
 // The dequantize stage on one accumulator: act(fma(float(acc), a_scale * b_scale[n], bias[n])).
 inline float reference_dequantize(std::int32_t acc, Index n, const Dequantize& dq) {
   const float scale = dq.a_scale * dq.b_scales[dq.b_scale_count == 1 ? 0 : n];
-  const float y = quant::dequantize_accumulator(acc, scale, dq.bias ? dq.bias[n] : 0.0f);
+  const float y = numerics::dequantize_accumulator(acc, scale, dq.bias ? dq.bias[n] : 0.0f);
   return apply_activation(dq.activation, y);
 }
 
 // The requantize stage on one accumulator.
 inline std::int32_t reference_requantize(std::int32_t acc, Index n, const Dequantize& dq, float out_scale,
                                          std::int32_t out_zero_point, std::int32_t qmin, std::int32_t qmax) {
-  return quant::quantize_value(reference_dequantize(acc, n, dq), 1.0f / out_scale, out_zero_point, qmin, qmax);
+  return numerics::quantize(reference_dequantize(acc, n, dq), 1.0f / out_scale, out_zero_point, qmin, qmax);
 }
 
 }  // namespace gemm

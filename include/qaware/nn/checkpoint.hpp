@@ -24,7 +24,7 @@
 
 #include "qaware/core/error.hpp"
 #include "qaware/core/rng.hpp"
-#include "qaware/io/checkpoint.hpp"
+#include "qaware/optim/checkpoint.hpp"
 #include "qaware/io/safetensors.hpp"
 #include "qaware/nn/module.hpp"
 
@@ -33,9 +33,9 @@ namespace nn {
 
 namespace detail {
 template <typename Scalar>
-io::TrainingState<Scalar> training_state(Module<Scalar>& model, Optimizer<Scalar>* opt, LrSchedule* schedule,
+optim::TrainingState<Scalar> training_state(Module<Scalar>& model, Optimizer<Scalar>* opt, LrSchedule* schedule,
                                          const std::vector<std::pair<std::string, Rng*>>& extra_rngs) {
-  io::TrainingState<Scalar> s;
+  optim::TrainingState<Scalar> s;
   s.params = model.named_parameters();
   s.optimizer = opt;
   s.schedule = schedule;
@@ -58,9 +58,9 @@ void save_checkpoint(const std::string& path, Module<Scalar>& model, Optimizer<S
                      LrSchedule* schedule, std::int64_t step,
                      const std::vector<std::pair<std::string, Rng*>>& extra_rngs = {},
                      const io::Metadata& metadata = {}) {
-  io::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
+  optim::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
   s.step = step;
-  auto [tensors, md] = io::checkpoint_tensors(s, metadata);
+  auto [tensors, md] = optim::checkpoint_tensors(s, metadata);
   for (auto& [name, t] : detail::buffers(model))
     QAWARE_CHECK(tensors.emplace(name, std::move(t)).second, "nn::save_checkpoint: buffer '", name,
                  "' collides with a checkpoint tensor");
@@ -81,8 +81,8 @@ std::int64_t load_checkpoint(const std::string& path, Module<Scalar>& model, Opt
     bufs.emplace(kv.first, std::move(it->second));
     file.tensors.erase(it);
   }
-  io::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
-  io::restore_checkpoint(file, s, path);
+  optim::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
+  optim::restore_checkpoint(file, s, path);
   // Quantization points load as units: add the (just restored) Params.
   io::TensorDict full = model.state_dict();
   for (auto& kv : bufs) full[kv.first] = std::move(kv.second);

@@ -5,7 +5,8 @@
 //   GeluApprox::Tanh: y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
 //                    as torch.nn.functional.gelu(x, approximate='tanh').
 // Vectorised through Eigen arrays (float erf/tanh are Eigen's rational
-// approximations, accurate to a few ulp; double uses the C library). The
+// approximations, accurate to a few ulp; double uses the C library); the erf
+// form is core/numerics.hpp's gelu_erf. The
 // backward recomputes from x, so nothing is saved.
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "qaware/autograd/tape.hpp"
+#include "qaware/core/numerics.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/ops/detail/common.hpp"
@@ -41,14 +43,13 @@ constexpr double kKappa = 0.044715;
 template <typename Scalar>
 void gelu_forward(const Scalar* x, Scalar* y, Index N, GeluApprox approx) {
   using namespace gelu_detail;
-  const Scalar half(0.5), one(1), c_erf(kInvSqrt2), beta(kSqrt2OverPi), kappa(kKappa);
+  const Scalar half(0.5), one(1), beta(kSqrt2OverPi), kappa(kKappa);
   parallel_for(0, N, detail::kElementGrain, [&](Index lo, Index hi) {
+    // Erf: the definition the INT8 GEMM's fused GELU stage shares.
+    if (approx == GeluApprox::Erf) return numerics::gelu_erf(x + lo, y + lo, hi - lo);
     ConstArrayMap<Scalar> X(x + lo, hi - lo);
     ArrayMap<Scalar> Y(y + lo, hi - lo);
-    if (approx == GeluApprox::Erf)
-      Y = half * X * (one + (X * c_erf).erf());
-    else
-      Y = half * X * (one + (beta * (X + kappa * X.cube())).tanh());
+    Y = half * X * (one + (beta * (X + kappa * X.cube())).tanh());
   });
 }
 

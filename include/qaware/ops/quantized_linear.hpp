@@ -35,7 +35,6 @@
 #include "qaware/gemm/gemm.hpp"
 #include "qaware/ops/linear.hpp"
 #include "qaware/quant/fake_quantize_kernels.hpp"
-#include "qaware/quant/requantize.hpp"
 
 namespace qaware {
 

@@ -45,8 +45,9 @@
 
 #include "qaware/core/cpu.hpp"
 #include "qaware/core/shape.hpp"
-#include "qaware/ops/detail/common.hpp"
-#include "qaware/quant/requantize.hpp"
+#include "qaware/autograd/grad_write.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/core/numerics.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define QAWARE_FQ_X86 1
@@ -102,29 +103,11 @@ inline Affine<S> make_affine(S scale, std::int64_t zero_point, std::int64_t quan
   return {scale, S(1) / scale, static_cast<S>(zero_point), static_cast<S>(quant_min), static_cast<S>(quant_max)};
 }
 
-// 2^63: the first float for which PyTorch's int64 conversion overflows.
-template <typename S>
-inline constexpr S kInt64Limit = S(9223372036854775808.0);
-
-// Round to the nearest integer, ties to even (under the default rounding
-// mode). std::rint returns exactly what PyTorch's std::nearbyint returns; it
-// may also raise FE_INEXACT, which nobody reads, and it is much faster: glibc's
-// nearbyint saves and restores the floating-point environment on every call.
-template <typename S>
-inline S round_half_even(S v) {
-  return std::rint(v);
-}
-
+// One value: numerics::fake_quantize, the shared definition and its policy
+// for NaN, infinities and huge values (qaware/core/numerics.hpp).
 template <typename S>
 inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& in_range) {
-  const S qf = zp + round_half_even(x * inv_scale);
-  in_range = (qf >= qmin) & (qf <= qmax);
-  // Written as selects (no branches): a NaN qf fails `qf > qmin` and becomes
-  // qmin; qf >= 2^63 (int64 overflow in PyTorch) becomes qmin as well.
-  S qc = qf > qmin ? qf : qmin;
-  qc = qc < qmax ? qc : qmax;
-  qc = qf >= kInt64Limit<S> ? qmin : qc;
-  return (qc - zp) * scale;
+  return numerics::fake_quantize(x, scale, inv_scale, zp, qmin, qmax, in_range);
 }
 
 // Packs the first n (<= 64) 0/1 bytes into a word, bit k = in[k].
@@ -188,7 +171,7 @@ __attribute__((target("avx2,fma"))) inline void affine_run_avx2(const float* x, 
                                                                  const Affine<float>& p, std::uint64_t* words,
                                                                  Index bitpos, bool stream) {
   const __m256 sc = _mm256_set1_ps(p.scale), inv = _mm256_set1_ps(p.inv_scale), zp = _mm256_set1_ps(p.zp);
-  const __m256 lo = _mm256_set1_ps(p.qmin), hi = _mm256_set1_ps(p.qmax), big = _mm256_set1_ps(kInt64Limit<float>);
+  const __m256 lo = _mm256_set1_ps(p.qmin), hi = _mm256_set1_ps(p.qmax), big = _mm256_set1_ps(numerics::kInt64Limit<float>);
   Index i = 0;
   // Streaming stores need 32-byte aligned destinations.
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
@@ -227,7 +210,7 @@ __attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, 
                                                                  const float* inv_scale, const float* zpv, float qmin,
                                                                  float qmax, std::uint64_t* words, Index bitpos,
                                                                  bool stream) {
-  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax), big = _mm256_set1_ps(kInt64Limit<float>);
+  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax), big = _mm256_set1_ps(numerics::kInt64Limit<float>);
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
   Index i = 0;
   while (i < n) {
@@ -279,7 +262,7 @@ __attribute__((target("avx512f"))) inline void affine_run_avx512(const float* x,
                                                                   const Affine<float>& p, std::uint64_t* words,
                                                                   Index bitpos, bool stream) {
   const __m512 sc = _mm512_set1_ps(p.scale), inv = _mm512_set1_ps(p.inv_scale), zp = _mm512_set1_ps(p.zp);
-  const __m512 lo = _mm512_set1_ps(p.qmin), hi = _mm512_set1_ps(p.qmax), big = _mm512_set1_ps(kInt64Limit<float>);
+  const __m512 lo = _mm512_set1_ps(p.qmin), hi = _mm512_set1_ps(p.qmax), big = _mm512_set1_ps(numerics::kInt64Limit<float>);
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
   Index i = 0;
   for (; i + 64 <= n; i += 64) {
@@ -317,7 +300,7 @@ __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x,
                                                                   const float* scale, const float* inv_scale,
                                                                   const float* zpv, float qmin, float qmax,
                                                                   std::uint64_t* words, Index bitpos, bool stream) {
-  const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax), big = _mm512_set1_ps(kInt64Limit<float>);
+  const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax), big = _mm512_set1_ps(numerics::kInt64Limit<float>);
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
   Index i = 0;
   while (i < n) {
@@ -383,10 +366,10 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
 }
 
 // ---------------------------------------------------------------------------
-// Integer codes, AVX2: out[i] = quant::quantize_value(x[i], inv_scale, zp,
+// Integer codes, AVX2: out[i] = numerics::quantize(x[i], inv_scale, zp,
 // qmin, qmax) for a range within uint8 (Code = uint8_t) or int8 (int8_t),
 // with the same float steps (multiply, round half to even, add the zero
-// point, NaN -> qmin, clamp), 32 values per step. Returns how many it did
+// point, NaN and values >= 2^63 -> qmin, clamp), 32 values per step. Returns how many it did
 // (n rounded down to 32); quantize_codes does the rest.
 
 // Eight codes as int32 lanes. A helper function, not a lambda: a lambda in
@@ -395,8 +378,11 @@ __attribute__((target("avx2,fma"))) inline void masked_accumulate_avx2(const flo
 __attribute__((target("avx2,fma"))) inline __m256i codes8_avx2(const float* p, __m256 inv, __m256 zp, __m256 lo,
                                                                __m256 hi) {
   const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 qf = _mm256_add_ps(r, zp);
   // max_ps returns its second operand when either is NaN: NaN -> qmin.
-  return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(r, zp), lo), hi));
+  const __m256 q = _mm256_min_ps(_mm256_max_ps(qf, lo), hi);
+  const __m256 huge = _mm256_cmp_ps(qf, _mm256_set1_ps(numerics::kInt64Limit<float>), _CMP_GE_OQ);
+  return _mm256_cvttps_epi32(_mm256_blendv_ps(q, lo, huge));
 }
 
 template <typename Code>
@@ -462,7 +448,7 @@ inline void masked_accumulate(const S* dy, const std::uint64_t* words, S* dx, In
   masked_accumulate_scalar(dy, words, 0, dx, n, overwrite);
 }
 
-// out[i] = quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax)
+// out[i] = numerics::quantize(x[i], inv_scale, zero_point, qmin, qmax)
 // for i < n: the integer codes of a range within Code (uint8_t or int8_t).
 template <typename Code>
 inline void quantize_codes(const float* x, Code* out, Index n, float inv_scale, std::int32_t zero_point,
@@ -473,7 +459,7 @@ inline void quantize_codes(const float* x, Code* out, Index n, float inv_scale, 
 #if QAWARE_FQ_X86
   if (active_isa() != Isa::kScalar) i = quantize_codes_avx2(x, out, n, inv_scale, zero_point, qmin, qmax);
 #endif
-  for (; i < n; ++i) out[i] = static_cast<Code>(quant::quantize_value(x[i], inv_scale, zero_point, qmin, qmax));
+  for (; i < n; ++i) out[i] = static_cast<Code>(numerics::quantize(x[i], inv_scale, zero_point, qmin, qmax));
 }
 
 }  // namespace fq

@@ -93,8 +93,8 @@ void fake_quantize_learnable_backward_run(const Scalar* x, const Scalar* dy, Sca
   detail::for_mode(overwrite, [&](auto mode) {
     for (Index i = 0; i < n; ++i) {
       const Scalar xi = x[i], g = dy[i];
-      const Scalar q = detail::fq::round_half_even(std::fma(xi, inv, zp));
-      const bool below = !(q < detail::fq::kInt64Limit<Scalar>) || q < qmin;  // NaN / overflow -> INT64_MIN
+      const Scalar q = numerics::round_half_even(std::fma(xi, inv, zp));
+      const bool below = !(q < numerics::kInt64Limit<Scalar>) || q < qmin;  // NaN / overflow -> INT64_MIN
       const bool above = !below && q > qmax;
       if (dx) {
         if (ste == SteMode::PassThrough)

@@ -61,7 +61,7 @@
 #include "qaware/gemm/output.hpp"
 #include "qaware/gemm/packed_matrix.hpp"
 #include "qaware/gemm/path.hpp"
-#include "qaware/quant/requantize.hpp"
+#include "qaware/core/numerics.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define QAWARE_GEMM_INLINE inline __attribute__((always_inline))
@@ -312,14 +312,14 @@ QAWARE_GEMM_INLINE void epilogue(const Problem& p, const std::int32_t* tile, flo
     const std::int32_t ro = row_off[i];
     float* y = to_float ? static_cast<float*>(out.data()) + (m0 + i) * ldc + n0 : ytile + i * ld;
     if (bias) {
-      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], bias[j]);
+      for (Index j = 0; j < cols; ++j) y[j] = numerics::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], bias[j]);
     } else {
-      for (Index j = 0; j < cols; ++j) y[j] = quant::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], 0.0f);
+      for (Index j = 0; j < cols; ++j) y[j] = numerics::dequantize_accumulator(wrap_add(wrap_add(t[j], co[j]), ro), s[j], 0.0f);
     }
     if (act == Activation::kRelu) {
       for (Index j = 0; j < cols; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
     } else if (act == Activation::kGelu) {
-      for (Index j = 0; j < cols; ++j) y[j] = gelu_erf(y[j]);
+      numerics::gelu_erf(y, y, cols);
     }
   }
   if (to_float) return;
@@ -329,10 +329,10 @@ QAWARE_GEMM_INLINE void epilogue(const Problem& p, const std::int32_t* tile, flo
     const float* y = ytile + i * ld;
     if (out.kind() == Output::Kind::kUint8) {
       std::uint8_t* c = static_cast<std::uint8_t*>(out.data()) + (m0 + i) * ldc + n0;
-      for (Index j = 0; j < cols; ++j) c[j] = static_cast<std::uint8_t>(quant::quantize_value(y[j], inv, zp, qmin, qmax));
+      for (Index j = 0; j < cols; ++j) c[j] = static_cast<std::uint8_t>(numerics::quantize(y[j], inv, zp, qmin, qmax));
     } else {
       std::int8_t* c = static_cast<std::int8_t*>(out.data()) + (m0 + i) * ldc + n0;
-      for (Index j = 0; j < cols; ++j) c[j] = static_cast<std::int8_t>(quant::quantize_value(y[j], inv, zp, qmin, qmax));
+      for (Index j = 0; j < cols; ++j) c[j] = static_cast<std::int8_t>(numerics::quantize(y[j], inv, zp, qmin, qmax));
     }
   }
 }

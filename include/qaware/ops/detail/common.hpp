@@ -1,7 +1,9 @@
 #pragma once
 // Internal helpers shared by the ops (not part of the public API):
-// non-deduced argument types, axis normalisation, parallel grains, the Var
-// that the next record() returns, and a cursor over strided multi-indices.
+// non-deduced argument types, axis normalisation, the Var that the next
+// record() returns, and a cursor over strided multi-indices. The parallel
+// grains are in core/threading.hpp, the gradient-write modes in
+// autograd/grad_write.hpp (the quantization kernels use them too).
 
 #include <algorithm>
 #include <array>
@@ -9,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "qaware/autograd/grad_write.hpp"
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
@@ -25,14 +28,6 @@ struct type_identity {
 };
 template <typename T>
 using identity_t = typename type_identity<T>::type;
-
-// Elements per parallel chunk for memory-bound elementwise loops: 32 Ki
-// elements cost tens of microseconds, far more than waking a thread.
-inline constexpr Index kElementGrain = Index(1) << 15;
-
-// Rows per parallel chunk for row-wise ops with `cols` elements per row,
-// about kElementGrain elements per chunk.
-inline Index row_grain(Index cols) { return std::max<Index>(1, kElementGrain / std::max<Index>(cols, 1)); }
 
 // Axis i of a rank-r tensor, negative counting from the end (-1 = last).
 inline int normalize_axis(const char* op, int axis, int rank) {
@@ -51,34 +46,6 @@ template <typename Scalar>
 void check_next_var(const Var<Scalar>& predicted, const Var<Scalar>& recorded, const char* op) {
   QAWARE_CHECK(predicted.id() == recorded.id(), op, ": internal error: recorded node ", recorded.id(),
                " but expected ", predicted.id());
-}
-
-// Writing a gradient into a Tape::GradSlot: overwrite a fresh buffer, add
-// into one that holds a gradient already. Loops are written once and run as
-// for_mode(overwrite, [&](auto mode) { ... put(mode, dx[i], v) ... }), which
-// compiles one copy per mode with no branch inside the loop.
-//   put(mode, d, v): d = v + 0 when overwriting, d += v otherwise.
-// The + 0 makes the fresh write d = 0 + v exactly, as the zero-filled buffer
-// gave before: v == -0.0 becomes +0.0, so results stay bitwise the same.
-// It also works on Eigen arrays (d a map, v an expression).
-using Overwrite = std::true_type;
-using Accumulate = std::false_type;
-template <typename F>
-void for_mode(bool overwrite, F&& f) {
-  if (overwrite)
-    f(Overwrite{});
-  else
-    f(Accumulate{});
-}
-template <typename Mode, typename D, typename V>
-inline void put(Mode, D&& d, const V& v) {
-  using T = std::decay_t<D>;
-  if constexpr (!Mode::value)
-    d += v;
-  else if constexpr (std::is_arithmetic_v<T>)
-    d = v + T(0);
-  else
-    d = v + typename T::Scalar(0);
 }
 
 // Contiguous (row-major) strides of `dims`.

@@ -14,14 +14,14 @@
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/rng.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/io/checkpoint.hpp"
+#include "qaware/optim/checkpoint.hpp"
 #include "qaware/ops/linear.hpp"
 #include "qaware/optim/adamw.hpp"
 #include "qaware/optim/clip.hpp"
 #include "qaware/optim/schedule.hpp"
 #include "qaware/optim/sgd.hpp"
 
-namespace qaware::io {
+namespace qaware::optim {
 namespace {
 
 constexpr Index kB = 6, kIn = 5, kHidden = 8, kOut = 3;
@@ -298,4 +298,4 @@ TEST(CheckpointTest, ParamsOnlyAndSgdCheckpoints) {
 }
 
 }  // namespace
-}  // namespace qaware::io
+}  // namespace qaware::optim

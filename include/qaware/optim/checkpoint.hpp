@@ -39,7 +39,18 @@
 #include "qaware/optim/schedule.hpp"
 
 namespace qaware {
-namespace io {
+namespace optim {
+
+// The file format is io's; these are the names this header uses.
+using io::DType;
+using io::dtype_name;
+using io::dtype_of;
+using io::load_safetensors;
+using io::Metadata;
+using io::Safetensors;
+using io::save_safetensors;
+using io::TensorData;
+using io::TensorDict;
 
 constexpr const char* kCheckpointFormat = "qaware.checkpoint";
 constexpr const char* kCheckpointVersion = "1";
@@ -237,5 +248,5 @@ void load_checkpoint(const std::string& path, TrainingState<Scalar>& s) {
   restore_checkpoint(load_safetensors(path), s, path);
 }
 
-}  // namespace io
+}  // namespace optim
 }  // namespace qaware
