@@ -103,13 +103,6 @@ inline Affine<S> make_affine(S scale, std::int64_t zero_point, std::int64_t quan
   return {scale, S(1) / scale, static_cast<S>(zero_point), static_cast<S>(quant_min), static_cast<S>(quant_max)};
 }
 
-// One value: numerics::fake_quantize, the shared definition and its policy
-// for NaN, infinities and huge values (qaware/core/numerics.hpp).
-template <typename S>
-inline S fake_quant_one(S x, S scale, S inv_scale, S zp, S qmin, S qmax, bool& in_range) {
-  return numerics::fake_quantize(x, scale, inv_scale, zp, qmin, qmax, in_range);
-}
-
 // Packs the first n (<= 64) 0/1 bytes into a word, bit k = in[k].
 inline std::uint64_t pack_bits(const unsigned char (&in)[64], int n) {
   std::uint64_t bits = 0;
@@ -126,7 +119,7 @@ inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std
     // Branch-free body (the compiler can vectorize it), then the bit packing.
     for (int k = 0; k < chunk; ++k) {
       bool b;
-      y[i + k] = fake_quant_one(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, b);
+      y[i + k] = numerics::fake_quantize(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, b);
       in[k] = static_cast<unsigned char>(b);
     }
     if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
@@ -145,7 +138,7 @@ inline void affine_vec_scalar(const S* x, S* y, Index n, const S* scale, const S
     for (int k = 0; k < chunk; ++k) {
       const Index j = i + k;
       bool b;
-      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, b);
+      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, b);
       in[k] = static_cast<unsigned char>(b);
     }
     if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
@@ -199,7 +192,7 @@ __attribute__((target("avx2,fma"))) inline void affine_run_avx2(const float* x, 
     }
     for (Index j = i + 8 * k; j < n; ++j) {
       bool in;
-      y[j] = fake_quant_one(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      y[j] = numerics::fake_quantize(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
       bits |= std::uint64_t(in) << (j - i);
     }
     if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
@@ -231,7 +224,7 @@ __attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, 
     for (int t = 8 * k; t < chunk; ++t) {
       const Index j = i + t;
       bool in;
-      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
+      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
       bits |= std::uint64_t(in) << t;
     }
     if (words) put_bits(words, bitpos + i, bits, chunk);
@@ -289,7 +282,7 @@ __attribute__((target("avx512f"))) inline void affine_run_avx512(const float* x,
     }
     for (Index j = i + 16 * k; j < n; ++j) {
       bool in;
-      y[j] = fake_quant_one(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      y[j] = numerics::fake_quantize(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
       bits |= std::uint64_t(in) << (j - i);
     }
     if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
@@ -321,7 +314,7 @@ __attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x,
     for (int t = 16 * k; t < chunk; ++t) {
       const Index j = i + t;
       bool in;
-      y[j] = fake_quant_one(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
+      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
       bits |= std::uint64_t(in) << t;
     }
     if (words) put_bits(words, bitpos + i, bits, chunk);
