@@ -48,6 +48,7 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -1748,6 +1749,27 @@ void check_qat_linear(const nn::QConfig& qc, const std::string& name, Rng& rng) 
   const bool quant = qc.enabled();
   EXPECT(lin.last_forward_was_integer() == (quant && !qc.weight.learnable), tag, ": integer GEMM used ",
          lin.last_forward_was_integer());
+  // The integer form: present exactly when the forward was integer, with
+  // the points' parameters; the ops-level kernel with it gives the forward.
+  std::string why;
+  const std::optional<IntegerLinearParams> ip = nn::integer_linear_params(lin, &why);
+  EXPECT(ip.has_value() == lin.last_forward_was_integer(), tag, ": integer_linear_params ", ip.has_value(), " (", why,
+         ")");
+  if (ip) {
+    const QuantParams qi = lin.input_quant().qparams(), qw = lin.weight_quant().qparams();
+    EXPECT(ip->input_scale == qi.scale[0] && ip->input_zero_point == qi.zero_point[0] && ip->weight_scales == qw.scale &&
+               ip->problem(OUT).empty(),
+           tag, ": integer parameters ", ip->problem(OUT));
+    lin.input_quant().fake_quantize().disable_observer();  // the parameters the forward used
+    lin.weight_quant().fake_quantize().disable_observer();
+    const DynTensor<float> xq = lin.input_quant().fake_quantize().forward(x);
+    const DynTensor<float> wq = lin.weight_quant().fake_quantize().forward(lin.weight().value());
+    DynTensor<float> yk(Shape{B, T, OUT});
+    ops::quantized_linear_forward(xq.data(), wq.data(), lin.bias().value().data(), yk.data(), R, IN, OUT, *ip);
+    EXPECT(same_bits(yk, y.value()), tag, ": quantized_linear_forward with integer_linear_params differs from the forward");
+  } else {
+    EXPECT(!why.empty(), tag, ": no integer form and no reason");
+  }
   // The fake-quantized operands and their STE masks, computed here.
   std::vector<float> xq(x.begin(), x.end()), wq(lin.weight().value().begin(), lin.weight().value().end());
   std::vector<char> mx(xq.size(), 1), mw(wq.size(), 1);

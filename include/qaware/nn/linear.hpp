@@ -7,15 +7,16 @@
 //   the output          "output_fake_quant" (QConfig::activation; off by default).
 // The input and weight points are what an INT8 GEMM needs after export; the
 // output point is for layers whose output feeds an integer op directly.
-// When both points qualify (see integer_product()), the product itself runs
-// on the INT8 GEMM, as the exported model will run it (QConfig::integer_linear,
-// on by default); otherwise as linear()'s float product. The backward is the
-// same either way.
+// When both points qualify (integer_linear_params() below), the product itself
+// runs on the INT8 GEMM, as the exported model will run it
+// (QConfig::integer_linear, on by default); otherwise as linear()'s float
+// product. The backward is the same either way.
 // Parameters: "weight" (OUT, IN), "bias" (OUT). Weights start as
 // normal(0, init_std) (Hugging Face BERT's initializer_range 0.02), biases 0.
 //   x is (..., IN); y is (..., OUT).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -33,6 +34,57 @@ struct LinearOptions {
   bool quantize_output = false;
   double init_std = 0.02;
 };
+
+template <typename Scalar>
+class QATLinear;
+
+// The integer form of `layer`'s product x W^T + b -- what its QAT forward
+// runs on the INT8 GEMM and what an exporter writes -- or nullopt when its
+// configuration has none (then `*why`, when given, says why):
+// QConfig::integer_linear is on, Scalar is float, and both the input and the
+// weight point are on, fake-quantizing, not learnable, with integer ranges
+// the GEMM takes (input per tensor within uint8 or int8; weight symmetric
+// within int8, per tensor or per output row). The parameters are the ones
+// the points' fake quantization uses now: after a forward, the ones it used.
+// A qualifying configuration whose values the GEMM cannot run (a scale that
+// is not finite and positive, a zero point outside its range) raises
+// qaware::Error naming the value.
+template <typename Scalar>
+std::optional<IntegerLinearParams> integer_linear_params(const QATLinear<Scalar>& layer, std::string* why = nullptr) {
+  auto none = [&](const std::string& reason) -> std::optional<IntegerLinearParams> {
+    if (why) *why = reason;
+    return std::nullopt;
+  };
+  if (!std::is_same_v<Scalar, float>) return none("the INT8 GEMM takes float layers only");
+  if (!layer.qconfig().integer_linear) return none("QConfig::integer_linear is off");
+  const QuantPoint<Scalar>& in = layer.input_quant();
+  const QuantPoint<Scalar>& wt = layer.weight_quant();
+  if (!in.enabled()) return none("the input is not quantized");
+  if (!wt.enabled()) return none("the weight is not quantized");
+  if (in.config().learnable || wt.config().learnable) return none("learnable (LSQ) scales");
+  if (!in.fake_quantize().fake_quant_enabled() || !wt.fake_quantize().fake_quant_enabled())
+    return none("fake quantization is disabled");
+  const QuantParams qi = in.qparams(), qw = wt.qparams();
+  if (qi.per_channel || qi.channels() != 1) return none("the input is quantized per channel");
+  if (qw.per_channel ? (qw.axis != 0 || static_cast<Index>(qw.channels()) != layer.out_features())
+                     : qw.channels() != 1)
+    return none("the weight is quantized per channel along an axis other than the output rows");
+  for (std::int32_t z : qw.zero_point)
+    if (z != 0) return none(::qaware::detail::concat("the weight is affine (zero point ", z, ")"));
+  // Ranges are within +-2^24 (QuantSpec::range), so they fit int32.
+  IntegerLinearParams p;
+  p.input_scale = qi.scale[0];
+  p.input_zero_point = qi.zero_point[0];
+  p.input_min = static_cast<std::int32_t>(qi.quant_min);
+  p.input_max = static_cast<std::int32_t>(qi.quant_max);
+  p.weight_scales = qw.scale;
+  p.weight_min = static_cast<std::int32_t>(qw.quant_min);
+  p.weight_max = static_cast<std::int32_t>(qw.quant_max);
+  const std::string range = p.range_problem();
+  if (!range.empty()) return none(range);
+  p.check(layer.out_features(), "QATLinear");
+  return p;
+}
 
 template <typename Scalar>
 class QATLinear : public Module<Scalar> {
@@ -70,18 +122,19 @@ class QATLinear : public Module<Scalar> {
     const Var<Scalar> xq = input_fq_(tape, x, tr);
     const Var<Scalar> wq = weight_fq_(tape, tape.param(weight_), tr);
     Var<Scalar> y;
+    last_integer_ = false;
     if constexpr (std::is_same_v<Scalar, float>) {
-      LinearInputQuant in_q;
-      LinearWeightQuant w_q;
-      if (integer_product(in_q, w_q))
-        y = opt_.bias ? quantized_linear(xq, wq, tape.param(bias_), in_q, w_q) : quantized_linear(xq, wq, in_q, w_q);
+      if (const std::optional<IntegerLinearParams> p = integer_linear_params(*this)) {
+        y = opt_.bias ? quantized_linear(xq, wq, tape.param(bias_), *p) : quantized_linear(xq, wq, *p);
+        last_integer_ = true;
+      }
     }
     if (!y.valid()) y = opt_.bias ? linear(xq, wq, tape.param(bias_)) : linear(xq, wq);
     return output_fq_(tape, y, tr);
   }
 
-  // Whether the last forward ran its product on the INT8 GEMM (see
-  // integer_product()).
+  // Whether the last forward ran its product on the INT8 GEMM
+  // (integer_linear_params()).
   bool last_forward_was_integer() const { return last_integer_; }
   // The same forward without gradients.
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x) {
@@ -96,42 +149,18 @@ class QATLinear : public Module<Scalar> {
   QuantPoint<Scalar>& input_quant() { return input_fq_; }
   QuantPoint<Scalar>& weight_quant() { return weight_fq_; }
   QuantPoint<Scalar>& output_quant() { return output_fq_; }
+  const QuantPoint<Scalar>& input_quant() const { return input_fq_; }
+  const QuantPoint<Scalar>& weight_quant() const { return weight_fq_; }
+  const QuantPoint<Scalar>& output_quant() const { return output_fq_; }
+  bool has_bias() const { return opt_.bias; }
+  const Param<Scalar>& weight() const { return weight_; }
+  const Param<Scalar>& bias() const {
+    QAWARE_CHECK(opt_.bias, "QATLinear::bias: this layer has no bias");
+    return bias_;
+  }
   const QConfig& qconfig() const { return qconfig_; }
   Index in_features() const { return in_; }
   Index out_features() const { return out_; }
-
-  // Whether the product x W^T can run on the INT8 GEMM (ops/quantized_linear.hpp),
-  // and with which parameters: QConfig::integer_linear is on, Scalar is
-  // float, and both the input and the weight point are on, fake-quantizing,
-  // not learnable, with integer ranges the GEMM takes (input per tensor within
-  // uint8 or int8; weight symmetric within int8, per tensor or per output
-  // row). Read after both points have run in this forward (their observers
-  // have then set the parameters the fake quantization used).
-  bool integer_product(LinearInputQuant& in_q, LinearWeightQuant& w_q) {
-    last_integer_ = false;
-    if (!qconfig_.integer_linear || !std::is_same_v<Scalar, float>) return false;
-    if (!input_fq_.enabled() || !weight_fq_.enabled()) return false;
-    const FakeQuantize<Scalar>& fi = input_fq_.fake_quantize();
-    const FakeQuantize<Scalar>& fw = weight_fq_.fake_quantize();
-    if (input_fq_.config().learnable || weight_fq_.config().learnable) return false;
-    if (!fi.fake_quant_enabled() || !fw.fake_quant_enabled()) return false;
-    const QuantParams qi = fi.qparams(), qw = fw.qparams();
-    if (qi.per_channel || qi.channels() != 1) return false;
-    if (qi.quant_min < -128 || qi.quant_max > 255 || (qi.quant_min < 0 && qi.quant_max > 127)) return false;
-    if (qw.quant_min < -128 || qw.quant_max > 127) return false;
-    if (qw.per_channel ? (qw.axis != 0 || static_cast<Index>(qw.channels()) != out_) : qw.channels() != 1) return false;
-    for (std::int32_t z : qw.zero_point)
-      if (z != 0) return false;
-    in_q.scale = qi.scale[0];
-    in_q.zero_point = qi.zero_point[0];
-    in_q.quant_min = static_cast<std::int32_t>(qi.quant_min);
-    in_q.quant_max = static_cast<std::int32_t>(qi.quant_max);
-    w_q.scales = qw.scale;
-    w_q.quant_min = static_cast<std::int32_t>(qw.quant_min);
-    w_q.quant_max = static_cast<std::int32_t>(qw.quant_max);
-    last_integer_ = true;
-    return true;
-  }
 
   // Channel count of a per-channel weight point along its axis.
   static Index channels_of(const QuantConfig& c, Index out, Index in) {

@@ -1,5 +1,5 @@
-// quantized_linear (the INT8-GEMM forward of a fake-quantized linear layer)
-// and QATLinear's use of it.
+// quantized_linear: the INT8-GEMM forward of a fake-quantized linear layer,
+// its integer parameters' checks, and its backward.
 //
 // Reference: the exact integer product sum_i (qx - zx) * qw, accumulated in
 // int64 by a triple loop, then the documented output stage
@@ -15,9 +15,7 @@
 
 #include "qaware/core/rng.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/nn/linear.hpp"
 #include "qaware/ops/linear.hpp"
-#include "qaware/ops/mse_loss.hpp"
 #include "qaware/ops/quantized_linear.hpp"
 
 namespace qaware {
@@ -26,8 +24,7 @@ namespace {
 // Integer codes and the fake-quantized float values they stand for.
 struct Problem {
   Index R, IN, OUT;
-  LinearInputQuant xq;
-  LinearWeightQuant wq;
+  IntegerLinearParams q;
   std::vector<std::int32_t> qx, qw;  // codes
   DynTensor<float> x, w, b;          // x = (qx - zx) * sx, w = qw * sw[o]
 
@@ -35,26 +32,27 @@ struct Problem {
           std::uint64_t seed)
       : R(r), IN(in), OUT(out), x(Shape{r, in}), w(Shape{out, in}), b(Shape{out}) {
     Rng rng(seed);
-    xq.scale = 0.0173f;
-    xq.zero_point = zx;
-    xq.quant_min = qmin;
-    xq.quant_max = qmax;
-    wq.scales.clear();
-    for (Index o = 0; o < (per_row ? out : 1); ++o) wq.scales.push_back(static_cast<float>(rng.uniform(0.001, 0.01)));
+    q.input_scale = 0.0173f;
+    q.input_zero_point = zx;
+    q.input_min = qmin;
+    q.input_max = qmax;
+    q.weight_scales.clear();
+    for (Index o = 0; o < (per_row ? out : 1); ++o)
+      q.weight_scales.push_back(static_cast<float>(rng.uniform(0.001, 0.01)));
     for (Index i = 0; i < r * in; ++i) {
-      const auto q = qmin + static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(qmax - qmin + 1)));
-      qx.push_back(q);
-      x[i] = static_cast<float>(q - zx) * xq.scale;  // what fake quantization writes
+      const auto code = qmin + static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(qmax - qmin + 1)));
+      qx.push_back(code);
+      x[i] = static_cast<float>(code - zx) * q.input_scale;  // what fake quantization writes
     }
     for (Index o = 0; o < out; ++o)
       for (Index i = 0; i < in; ++i) {
-        const auto q = -128 + static_cast<std::int32_t>(rng.below(256));
-        qw.push_back(q);
-        w[o * in + i] = static_cast<float>(q) * scale_of(o);
+        const auto code = -128 + static_cast<std::int32_t>(rng.below(256));
+        qw.push_back(code);
+        w[o * in + i] = static_cast<float>(code) * scale_of(o);
       }
     for (Index o = 0; o < out; ++o) b[o] = static_cast<float>(rng.uniform(-1, 1));
   }
-  float scale_of(Index o) const { return wq.scales[static_cast<std::size_t>(wq.scales.size() == 1 ? 0 : o)]; }
+  float scale_of(Index o) const { return q.weight_scales[static_cast<std::size_t>(q.weight_scales.size() == 1 ? 0 : o)]; }
 
   // The reference output, bit for bit.
   DynTensor<float> reference(bool bias) const {
@@ -63,9 +61,9 @@ struct Problem {
       for (Index o = 0; o < OUT; ++o) {
         std::int64_t acc = 0;
         for (Index i = 0; i < IN; ++i)
-          acc += static_cast<std::int64_t>(qx[static_cast<std::size_t>(r * IN + i)] - xq.zero_point) *
+          acc += static_cast<std::int64_t>(qx[static_cast<std::size_t>(r * IN + i)] - q.input_zero_point) *
                  qw[static_cast<std::size_t>(o * IN + i)];
-        y[r * OUT + o] = std::fma(static_cast<float>(acc), xq.scale * scale_of(o), bias ? b[o] : 0.0f);
+        y[r * OUT + o] = std::fma(static_cast<float>(acc), q.input_scale * scale_of(o), bias ? b[o] : 0.0f);
       }
     return y;
   }
@@ -87,7 +85,7 @@ TEST(QuantizedLinearTest, ForwardIsTheExactIntegerProductDequantized) {
     const Problem p(37, 75, 29, 0, 255, 3, true, 1);
     Tape<float> tape;
     const Var<float> y =
-        quantized_linear(tape.constant(p.x), tape.constant(p.w), tape.constant(p.b), p.xq, p.wq);
+        quantized_linear(tape.constant(p.x), tape.constant(p.w), tape.constant(p.b), p.q);
     expect_bitwise_equal(y.value(), p.reference(true), "y, threads " + std::to_string(threads));
   }
   set_num_threads(0);
@@ -96,7 +94,7 @@ TEST(QuantizedLinearTest, ForwardIsTheExactIntegerProductDequantized) {
 TEST(QuantizedLinearTest, SignedActivationsPerTensorWeightScaleNoBias) {
   const Problem p(8, 130, 17, -128, 127, -5, false, 2);
   Tape<float> tape;
-  const Var<float> y = quantized_linear(tape.constant(p.x), tape.constant(p.w), p.xq, p.wq);
+  const Var<float> y = quantized_linear(tape.constant(p.x), tape.constant(p.w), p.q);
   expect_bitwise_equal(y.value(), p.reference(false), "y");
 }
 
@@ -106,7 +104,7 @@ TEST(QuantizedLinearTest, NarrowAndFourBitRangesAndRank3Inputs) {
   Tape<float> tape;
   DynTensor<float> x3(Shape{3, 4, 33});
   for (Index i = 0; i < x3.numel(); ++i) x3[i] = p.x[i];
-  const Var<float> y = quantized_linear(tape.constant(x3), tape.constant(p.w), tape.constant(p.b), p.xq, p.wq);
+  const Var<float> y = quantized_linear(tape.constant(x3), tape.constant(p.w), tape.constant(p.b), p.q);
   ASSERT_EQ(y.shape(), Shape({3, 4, 9}));
   DynTensor<float> flat(Shape{12, 9});
   for (Index i = 0; i < flat.numel(); ++i) flat[i] = y.value()[i];
@@ -116,7 +114,7 @@ TEST(QuantizedLinearTest, NarrowAndFourBitRangesAndRank3Inputs) {
 TEST(QuantizedLinearTest, AgreesWithTheFloatProductUpToRounding) {
   const Problem p(64, 768, 48, 0, 255, 128, true, 4);
   Tape<float> tape;
-  const Var<float> yi = quantized_linear(tape.constant(p.x), tape.constant(p.w), tape.constant(p.b), p.xq, p.wq);
+  const Var<float> yi = quantized_linear(tape.constant(p.x), tape.constant(p.w), tape.constant(p.b), p.q);
   const Var<float> yf = linear(tape.constant(p.x), tape.constant(p.w), tape.constant(p.b));
   double max_abs = 0, max_err = 0;
   for (Index i = 0; i < yi.numel(); ++i) {
@@ -139,7 +137,7 @@ TEST(QuantizedLinearTest, BackwardIsLinearsBackward) {
     x.value() = p.x;
     w.value() = p.w;
     b.value() = p.b;
-    const Var<float> y = integer ? quantized_linear(tape.param(x), tape.param(w), tape.param(b), p.xq, p.wq)
+    const Var<float> y = integer ? quantized_linear(tape.param(x), tape.param(w), tape.param(b), p.q)
                                  : linear(tape.param(x), tape.param(w), tape.param(b));
     tape.backward(y, dy);
     return std::vector<DynTensor<float>>{x.grad(), w.grad(), b.grad()};
@@ -153,78 +151,37 @@ TEST(QuantizedLinearTest, BackwardIsLinearsBackward) {
 TEST(QuantizedLinearTest, BadParametersNameTheValues) {
   Problem p(4, 8, 6, 0, 255, 0, true, 7);
   Tape<float> tape;
-  auto run = [&](const LinearInputQuant& xq, const LinearWeightQuant& wq) {
-    quantized_linear(tape.constant(p.x), tape.constant(p.w), xq, wq);
-  };
-  auto expect_error = [&](const LinearInputQuant& xq, const LinearWeightQuant& wq, const std::string& needle) {
+  auto expect_error = [&](const IntegerLinearParams& q, const std::string& needle) {
+    EXPECT_NE(q.problem(p.OUT).find(needle), std::string::npos) << q.problem(p.OUT);
     try {
-      run(xq, wq);
+      quantized_linear(tape.constant(p.x), tape.constant(p.w), q);
       ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  LinearWeightQuant three = p.wq;
-  three.scales.resize(3);
-  expect_error(p.xq, three, "3 weight scales for a weight of 6 rows");
-  LinearInputQuant wide = p.xq;
-  wide.quant_min = -1;
-  expect_error(wide, p.wq, "[-1, 255] fits neither uint8 nor int8");
-  LinearInputQuant zero = p.xq;
-  zero.scale = 0.0f;
-  expect_error(zero, p.wq, "input scale 0");
-  LinearWeightQuant neg = p.wq;
-  neg.scales[2] = -1.0f;
-  expect_error(p.xq, neg, "weight scale -1 of row 2");
-  LinearInputQuant zp = p.xq;
-  zp.zero_point = 300;
-  expect_error(zp, p.wq, "input zero point 300");
-  EXPECT_THROW(quantized_linear(tape.constant(p.x), tape.constant(DynTensor<float>(Shape{6, 7})), p.xq, p.wq), Error);
-}
-
-// QATLinear: the integer product runs for the default W8A8 configuration and
-// agrees with the float product of the same fake-quantized values.
-TEST(QuantizedLinearTest, QatLinearUsesTheIntegerProductWhenItsPointsAllowIt) {
-  auto run = [](const nn::QConfig& qc, DynTensor<float>* out, DynTensor<float>* wgrad) {
-    Rng rng(11);
-    nn::QATLinear<float> layer(96, 40, rng, qc);
-    DynTensor<float> x(Shape{2, 7, 96}), target(Shape{2, 7, 40});
-    init::normal(x, rng, 0.0, 1.0);
-    init::normal(target, rng, 0.0, 1.0);
-    Tape<float> tape;
-    const Var<float> y = layer.forward(tape, tape.constant(x));
-    tape.backward(mse_loss(y, tape.constant(target)));
-    if (out) *out = y.value();
-    if (wgrad) *wgrad = layer.weight().grad();
-    return layer.last_forward_was_integer();
-  };
-  nn::QConfig integer = nn::QConfig::w8a8(), floating = nn::QConfig::w8a8();
-  floating.integer_linear = false;
-  DynTensor<float> yi, yf, gi, gf;
-  EXPECT_TRUE(run(integer, &yi, &gi));
-  EXPECT_FALSE(run(floating, &yf, &gf));
-  double max_abs = 0, max_err = 0, gmax = 0, gerr = 0;
-  for (Index i = 0; i < yi.numel(); ++i) {
-    max_abs = std::max(max_abs, std::abs(static_cast<double>(yf[i])));
-    max_err = std::max(max_err, std::abs(static_cast<double>(yi[i]) - yf[i]));
-  }
-  for (Index i = 0; i < gi.numel(); ++i) {
-    gmax = std::max(gmax, std::abs(static_cast<double>(gf[i])));
-    gerr = std::max(gerr, std::abs(static_cast<double>(gi[i]) - gf[i]));
-  }
-  EXPECT_GT(max_abs, 0.1);
-  EXPECT_LE(max_err, 1e-5 * max_abs);
-  EXPECT_LE(gerr, 1e-5 * gmax);  // dy differs by the outputs' rounding only
-
-  // Configurations the INT8 GEMM cannot take keep the float product.
-  EXPECT_FALSE(run(nn::QConfig::fp32(), nullptr, nullptr));
-  EXPECT_FALSE(run(nn::QConfig::lsq(), nullptr, nullptr));
-  nn::QConfig affine_weights = nn::QConfig::w8a8();
-  affine_weights.weight.symmetric = false;
-  affine_weights.weight.is_signed = false;
-  EXPECT_FALSE(run(affine_weights, nullptr, nullptr));
-  // 4-bit weights and activations are int8 / uint8 codes: integer.
-  EXPECT_TRUE(run(nn::QConfig::wa(4, 4), nullptr, nullptr));
+  EXPECT_EQ(p.q.problem(p.OUT), "");
+  IntegerLinearParams three = p.q;
+  three.weight_scales.resize(3);
+  expect_error(three, "3 weight scales for a weight of 6 rows");
+  IntegerLinearParams wide = p.q;
+  wide.input_min = -1;
+  expect_error(wide, "[-1, 255] fits neither uint8 nor int8");
+  EXPECT_NE(wide.range_problem(), "");
+  IntegerLinearParams zero = p.q;
+  zero.input_scale = 0.0f;
+  expect_error(zero, "input scale 0");
+  EXPECT_EQ(zero.range_problem(), "");
+  IntegerLinearParams neg = p.q;
+  neg.weight_scales[2] = -1.0f;
+  expect_error(neg, "weight scale -1 of row 2");
+  IntegerLinearParams zp = p.q;
+  zp.input_zero_point = 300;
+  expect_error(zp, "input zero point 300");
+  IntegerLinearParams w9 = p.q;
+  w9.weight_min = -256;
+  expect_error(w9, "weight range [-256, 127] does not fit int8");
+  EXPECT_THROW(quantized_linear(tape.constant(p.x), tape.constant(DynTensor<float>(Shape{6, 7})), p.q), Error);
 }
 
 }  // namespace
