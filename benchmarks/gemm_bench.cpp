@@ -27,7 +27,7 @@
 #include "qaware/core/rng.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/ops/detail/sgemm.hpp"
+#include "qaware/gemm/sgemm.hpp"
 
 #if QAWARE_HAVE_DNNL
 #include <dnnl.h>
@@ -92,13 +92,13 @@ void BM_GemmF32Eigen(benchmark::State& state) {
 }
 BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
 
-// The same product on qaware's own kernel (ops/detail/sgemm.hpp), which
+// The same product on qaware's own kernel (gemm/sgemm.hpp), which
 // ops::linear and matmul use for float where the CPU has AVX2 + FMA:
 // BM_GemmF32Ours with the best kernel the CPU has (AVX-512 where available),
 // BM_GemmF32OursAvx2 with the AVX2 kernel.
 void run_ours(benchmark::State& state, bool avx512) {
   const GemmArgs a = gemm_args(state);
-  namespace sg = qaware::detail::sgemm;
+  namespace sg = qaware::gemm::detail::sgemm;
   if (!qaware::isa_enabled(qaware::Isa::kAvx2)) {
     state.SkipWithError("this CPU lacks AVX2 + FMA");
     return;

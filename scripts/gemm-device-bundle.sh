@@ -11,8 +11,8 @@
 #                                      compiled WITHOUT any -march: the kernels' function target
 #                                      attributes alone select AVX2 / AVX-VNNI / AVX-512 VNNI / AMX
 #   bin/qaware_quant_tests, bin/qaware_ops_tests
-#                                      the same way (the ops suite holds the float GEMM's AVX2 and
-#                                      AVX-512 kernel tests)
+#                                      the same way (the gemm suite also holds the float GEMM's
+#                                      AVX2 and AVX-512 kernel tests)
 #   bin/qaware_gemm_int8_bench_v3      benchmark, -march=x86-64-v3 (AVX2+FMA Eigen baseline)
 #   bin/qaware_gemm_int8_bench_v4      benchmark, -march=x86-64-v4 (AVX-512 Eigen baseline)
 #   bin/qaware_gemm_bench_v4           the float GEMM benchmark (ours AVX-512 / AVX2, Eigen, oneDNN)

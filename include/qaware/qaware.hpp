@@ -31,6 +31,7 @@
 #include "qaware/ops/mse_loss.hpp"
 #include "qaware/ops/mul.hpp"
 #include "qaware/ops/permute.hpp"
+#include "qaware/ops/quantized_linear.hpp"
 #include "qaware/ops/reshape.hpp"
 #include "qaware/ops/scale.hpp"
 #include "qaware/ops/softmax.hpp"
@@ -58,9 +59,11 @@
 #include "qaware/quant/observers.hpp"
 #include "qaware/quant/qparams.hpp"
 
-// gemm: INT8 GEMM (AMX / AVX-512 VNNI / AVX-VNNI / AVX2 / scalar, chosen at run time)
+// gemm: INT8 GEMM (AMX / AVX-512 VNNI / AVX-VNNI / AVX2 / scalar, chosen at
+// run time) and the float GEMM (AVX-512F / AVX2 + FMA, Eigen otherwise)
 #include "qaware/gemm/gemm.hpp"
 #include "qaware/gemm/reference.hpp"
+#include "qaware/gemm/sgemm.hpp"
 
 // nn: QAT layers (Module, QConfig, QATLinear, QATAttention, QATLayerNorm,
 // QATGelu, QATTransformerBlock, embeddings, heads, QATBertModel) and

@@ -1320,7 +1320,7 @@ std::vector<double> ref_softmax(const DynTensor<float>& x, Index C, const std::v
 
 std::string section_float_ops() {
   Rng rng(23);
-  namespace sg = qaware::detail::sgemm;
+  namespace sg = qaware::gemm::detail::sgemm;
   // matmul on each float GEMM kernel the cap (QAWARE_MAX_ISA) admits on this
   // CPU, and 1 vs 2 threads bit for bit.
   struct Kernel {
@@ -1338,6 +1338,25 @@ std::string section_float_ops() {
     const ScopedMaxIsa cap(k.cap);
     names.push_back(k.name);
     check_matmuls(rng, k.name);
+    EXPECT(std::string(gemm::sgemm_kernel()) == (k.ours ? k.name + 6 : "eigen"), "[", k.name, "] sgemm_kernel() says ",
+           gemm::sgemm_kernel());
+    // The public float GEMM: every transpose, overwrite and accumulate.
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const Index M = 23, K = 41, N = 37;
+        const DynTensor<float> ga = randn<float>(Shape{M * K}, rng), gb = randn<float>(Shape{K * N}, rng);
+        DynTensor<float> gc = randn<float>(Shape{M * N}, rng);
+        const DynTensor<float> gc0 = gc;
+        std::vector<double> want, mag;
+        ref_matmul(ga.data(), gb.data(), ta, tb, M, K, N, want, mag);
+        gemm::sgemm(M, N, K, ga.data(), ta ? M : K, ta, gb.data(), tb ? K : N, tb, gc.data(), N, true);
+        for (Index i = 0; i < M * N; ++i) {
+          want[static_cast<std::size_t>(i)] += gc0[i];
+          mag[static_cast<std::size_t>(i)] += std::fabs(gc0[i]);
+        }
+        const Index bad = first_far(gc.data(), want, kGemmRtol, kGemmAtol, mag);
+        EXPECT(bad < 0, "[", k.name, "] gemm::sgemm ta=", ta, " tb=", tb, ": element ", bad);
+      }
     Tape<float> tape;
     const Var<float> a = tape.constant(randn<float>(Shape{96, 130}, rng)), b = tape.constant(randn<float>(Shape{130, 150}, rng));
     set_num_threads(1);

@@ -52,10 +52,10 @@
 #include <utility>
 #include <vector>
 
-#include "qaware/core/buffer_cache.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/gemm/path.hpp"
+#include "qaware/gemm/workspace.hpp"
 
 #if QAWARE_GEMM_X86
 #include "qaware/core/intrinsics.hpp"
@@ -156,44 +156,6 @@ inline void fix_a_pair(int x0, int x1, int& e0, int& e1) {
 
 inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
 inline Index ceil_div(Index x, Index m) { return (x + m - 1) / m; }
-
-// A 64-byte aligned, uninitialised byte buffer that only grows.
-class AlignedBuffer {
- public:
-  AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t bytes) { reserve(bytes); }
-  AlignedBuffer(const AlignedBuffer& o) {
-    reserve(o.size_);
-    if (o.size_) std::memcpy(ptr_.get(), o.ptr_.get(), o.size_);
-  }
-  AlignedBuffer& operator=(const AlignedBuffer& o) {
-    if (this != &o) {
-      AlignedBuffer t(o);
-      *this = std::move(t);
-    }
-    return *this;
-  }
-  AlignedBuffer(AlignedBuffer&&) noexcept = default;
-  AlignedBuffer& operator=(AlignedBuffer&&) noexcept = default;
-
-  // Makes room for `bytes`; old contents are not kept.
-  void reserve(std::size_t bytes) {
-    if (bytes <= size_) return;
-    const std::size_t rounded = qaware::detail::BufferCache::round_up(bytes);
-    // Large packed weights are recycled (core/buffer_cache.hpp): repacked every step.
-    ptr_ = std::unique_ptr<unsigned char[], qaware::detail::BufferRelease>(
-        static_cast<unsigned char*>(qaware::detail::BufferCache::instance().allocate(rounded)),
-        qaware::detail::BufferRelease{rounded});
-    size_ = rounded;
-  }
-  unsigned char* data() { return ptr_.get(); }
-  const unsigned char* data() const { return ptr_.get(); }
-  std::size_t size() const { return size_; }
-
- private:
-  std::unique_ptr<unsigned char[], qaware::detail::BufferRelease> ptr_;
-  std::size_t size_ = 0;
-};
 
 // max |B[k][n] - zero_point| over int8 B.
 inline std::int64_t max_abs_b(std::int32_t zero_point) {

@@ -8,19 +8,19 @@
 
 #include "qaware/autograd/tape.hpp"
 #include "qaware/core/tensor.hpp"
-#include "qaware/ops/detail/sgemm.hpp"
+#include "qaware/gemm/sgemm.hpp"
 
 namespace qaware {
 namespace ops {
 
 // x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT).
-// Float products run on detail/sgemm.hpp's AVX2 kernel where the CPU has
-// it, otherwise (and for double) on Eigen's GEMM.
+// Float products run on gemm/sgemm.hpp's kernels where the CPU has them,
+// otherwise (and for double) on Eigen's GEMM.
 template <typename Scalar>
 void linear_forward(const Scalar* x, const Scalar* w, const Scalar* b, Scalar* y, Index R, Index IN, Index OUT) {
   ConstMatrixMap<Scalar> X(x, R, IN), W(w, OUT, IN);
   MatrixMap<Scalar> Y(y, R, OUT);
-  if (!detail::sgemm::try_gemm(R, OUT, IN, x, IN, false, w, IN, true, y, OUT, false)) Y.noalias() = X * W.transpose();
+  if (!gemm::try_sgemm(R, OUT, IN, x, IN, false, w, IN, true, y, OUT, false)) Y.noalias() = X * W.transpose();
   if (b) Y.rowwise() += ConstVectorMap<Scalar>(b, OUT).transpose();
 }
 
@@ -39,9 +39,9 @@ void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar*
     if (overwrite) C.setZero();
     C.noalias() += A * B;
   };
-  if (dx && !detail::sgemm::try_gemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, !overwrite_dx))
+  if (dx && !gemm::try_sgemm(R, IN, OUT, dy, OUT, false, w, IN, false, dx, IN, !overwrite_dx))
     product(MatrixMap<Scalar>(dx, R, IN), dY, ConstMatrixMap<Scalar>(w, OUT, IN), overwrite_dx);
-  if (dw && !detail::sgemm::try_gemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, !overwrite_dw))
+  if (dw && !gemm::try_sgemm(OUT, IN, R, dy, OUT, true, x, IN, false, dw, IN, !overwrite_dw))
     product(MatrixMap<Scalar>(dw, OUT, IN), dY.transpose(), ConstMatrixMap<Scalar>(x, R, IN), overwrite_dw);
   if (db) {
     // Column sums row by row (contiguous reads; Eigen's colwise() walks the

@@ -6,8 +6,8 @@
 //   (..., N, K) when trans_b; y is (..., M, N). The batch dimensions "..."
 //   of a and b are equal, or b has rank 2 and is shared by every batch
 //   (a linear layer without bias, or attention's K^T via trans_b).
-// Each float product runs on detail/sgemm.hpp's AVX2 kernel where the CPU
-// has it, otherwise (and for double) on Eigen's GEMM on row-major maps. Many
+// Each float product runs on gemm/sgemm.hpp's kernels where the CPU
+// has them, otherwise (and for double) on Eigen's GEMM on row-major maps. Many
 // small products (the B*NH attention heads) run in parallel across the
 // batch, each GEMM on one thread; a few large ones run one after another,
 // each threaded by the GEMM.
@@ -18,7 +18,7 @@
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/ops/detail/common.hpp"
-#include "qaware/ops/detail/sgemm.hpp"
+#include "qaware/gemm/sgemm.hpp"
 
 namespace qaware {
 namespace ops {
@@ -39,7 +39,7 @@ void gemm(const Scalar* x, Index ldx, bool tx, const Scalar* y, Index ldy, bool 
     if (!accumulate) C.setZero();
     return;
   }
-  if (detail::sgemm::try_gemm(M, N, K, x, ldx, tx, y, ldy, ty, c, ldc, accumulate)) return;
+  if (gemm::try_sgemm(M, N, K, x, ldx, tx, y, ldy, ty, c, ldc, accumulate)) return;
   Eigen::Map<const Mat, 0, Stride> X(x, tx ? K : M, tx ? M : K, Stride(ldx)), Y(y, ty ? N : K, ty ? K : N, Stride(ldy));
   // Only `+=` products: `=` would instantiate a second set of Eigen's
   // product kernels (compile time, especially under sanitizers) for the

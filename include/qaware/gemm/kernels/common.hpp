@@ -466,14 +466,7 @@ QAWARE_GEMM_INLINE void drive(const Problem& p, const Plan& pl, unsigned char* s
   }
 }
 
-// The calling thread's scratch (grows, never shrinks), so repeated GEMMs do
-// not allocate.
-inline AlignedBuffer& workspace() {
-  thread_local AlignedBuffer w;
-  return w;
-}
-
-// Plans, allocates (outside any parallel region: allocation may throw) and runs
+// Plans, reserves the workspace (gemm/workspace.hpp) and runs
 // Kernel::worker on every worker.
 template <class Kernel>
 void run_kernel(const Problem& p) {

@@ -1,6 +1,6 @@
-// The float GEMM behind linear (ops/detail/sgemm.hpp), its AVX2 kernel and
+// The float GEMM (gemm/sgemm.hpp): gemm::sgemm() on its AVX2 kernel, on
 // (where the CPU has AVX-512F; skipped with a message elsewhere) its AVX-512
-// kernel, against a double triple loop: every transpose combination,
+// kernel and on the Eigen fallback, against a double triple loop: every transpose combination,
 // overwrite and accumulate, sizes around the micro-tiles (6 x 16, 6 x 32) and
 // the blocks (KC = 256, MC = 120, NC = 768), 1 and 2 threads; and the two
 // kernels against each other, bit for bit. Tolerance per element: 4 * K * 2^-24 times
@@ -17,12 +17,12 @@
 
 #include "qaware/core/rng.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/ops/detail/sgemm.hpp"
+#include "qaware/gemm/sgemm.hpp"
 
 namespace qaware {
 namespace {
 
-namespace sg = detail::sgemm;
+namespace sg = gemm::detail::sgemm;
 
 struct Case {
   Index M, N, K;
@@ -41,7 +41,7 @@ void check(const Case& c, bool ta, bool tb, bool accumulate, int threads, std::v
   auto b = [&](Index k, Index j) { return static_cast<double>(tb ? B[j * ldb + k] : B[k * ldb + j]); };
 
   set_num_threads(threads);
-  sg::gemm(c.M, c.N, c.K, A.data(), lda, ta, B.data(), ldb, tb, C.data(), ldc, accumulate);
+  gemm::sgemm(c.M, c.N, c.K, A.data(), lda, ta, B.data(), ldb, tb, C.data(), ldc, accumulate);
   set_num_threads(0);
 
   const std::string what = "M " + std::to_string(c.M) + " N " + std::to_string(c.N) + " K " + std::to_string(c.K) +
@@ -66,6 +66,15 @@ void check(const Case& c, bool ta, bool tb, bool accumulate, int threads, std::v
   }
   EXPECT_EQ(bad, 0) << what;
   if (out) *out = C;
+}
+
+// K == 0: C stays as it is (accumulate) or becomes 0 (overwrite).
+void expect_empty_k_semantics() {
+  std::vector<float> C(12, 5.0f);
+  gemm::sgemm(3, 4, 0, nullptr, 1, false, nullptr, 4, false, C.data(), 4, true);
+  for (float v : C) EXPECT_EQ(v, 5.0f);
+  gemm::sgemm(3, 4, 0, nullptr, 1, false, nullptr, 4, false, C.data(), 4, false);
+  for (float v : C) EXPECT_EQ(v, 0.0f);
 }
 
 // Selects the AVX-512 kernel (on) or the AVX2 one (off) for its lifetime,
@@ -186,13 +195,7 @@ TEST_F(SgemmHelpersTest, VectorPackingMatchesScalarPacking) {
       }
 }
 
-TEST_P(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) {
-  std::vector<float> C(12, 5.0f);
-  sg::gemm(3, 4, 0, nullptr, 1, false, nullptr, 1, false, C.data(), 4, true);
-  for (float v : C) EXPECT_EQ(v, 5.0f);
-  sg::gemm(3, 4, 0, nullptr, 1, false, nullptr, 1, false, C.data(), 4, false);
-  for (float v : C) EXPECT_EQ(v, 0.0f);
-}
+TEST_P(SgemmTest, EmptyKOverwritesWithZerosOrLeavesC) { expect_empty_k_semantics(); }
 
 TEST_F(SgemmHelpersTest, TheCapChoosesTheKernel) {
   for (Isa cap : kEachIsa) {
@@ -200,12 +203,64 @@ TEST_F(SgemmHelpersTest, TheCapChoosesTheKernel) {
     const auto admits = [&](Isa level) { return static_cast<int>(level) <= static_cast<int>(cap) && cpu_has(level); };
     EXPECT_EQ(sg::enabled(), admits(Isa::kAvx2)) << "cap " << isa_name(cap);
     EXPECT_EQ(sg::avx512_enabled(), admits(Isa::kAvx512)) << "cap " << isa_name(cap);
+    EXPECT_STREQ(gemm::sgemm_kernel(), admits(Isa::kAvx512) ? "avx512" : admits(Isa::kAvx2) ? "avx2" : "eigen");
   }
   const ScopedMaxIsa scalar(Isa::kScalar);
   EXPECT_FALSE(sg::enabled());
   std::vector<float> C(1);
   const float a = 2, b = 3;
-  EXPECT_FALSE(sg::try_gemm(1, 1, 1, &a, 1, false, &b, 1, false, C.data(), 1, false)) << "Eigen's GEMM runs instead";
+  EXPECT_FALSE(gemm::try_sgemm(1, 1, 1, &a, 1, false, &b, 1, false, C.data(), 1, false)) << "Eigen's GEMM runs instead";
+  const double ad = 2, bd = 3;
+  double cd = 0;
+  EXPECT_FALSE(gemm::try_sgemm(1, 1, 1, &ad, 1, false, &bd, 1, false, &cd, 1, false)) << "double is never ours";
+}
+
+// Without the kernels (cap scalar, or a CPU without AVX2), sgemm() runs
+// Eigen's GEMM: the same sweep of shapes, transposes and modes.
+TEST(SgemmEigenTest, FallbackMatchesDoubleReference) {
+  const ScopedMaxIsa scalar(Isa::kScalar);
+  ASSERT_STREQ(gemm::sgemm_kernel(), "eigen");
+  const Case cases[] = {{1, 1, 1}, {7, 17, 9}, {37, 29, 75}, {121, 15, 257}, {2, 40, 600}, {19, 65, 129}};
+  for (const Case& c : cases)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool acc : {false, true}) check(c, ta, tb, acc, 1);
+  expect_empty_k_semantics();
+}
+
+// The packing buffers come from the calling thread's GEMM workspace
+// (gemm/workspace.hpp): repeated products of one size reuse it.
+TEST_F(SgemmHelpersTest, RepeatedProductsReuseTheWorkspace) {
+  std::vector<float> a(64 * 300, 0.5f), b(300 * 80, 0.25f), c(64 * 80);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    gemm::sgemm(64, 80, 300, a.data(), 300, false, b.data(), 80, false, c.data(), 80, false);
+    const unsigned char* first = gemm::detail::workspace().data();
+    const std::size_t size = gemm::detail::workspace().size();
+    EXPECT_GT(size, 0u);
+    gemm::sgemm(64, 80, 300, a.data(), 300, false, b.data(), 80, false, c.data(), 80, false);
+    EXPECT_EQ(gemm::detail::workspace().data(), first);
+    EXPECT_EQ(gemm::detail::workspace().size(), size);
+    EXPECT_EQ(c[0], 300 * 0.125f);
+  }
+  set_num_threads(0);
+}
+
+TEST(SgemmArgsTest, BadSizesAndStridesNameThem) {
+  std::vector<float> a(64), b(64), c(64);
+  auto message = [&](Index M, Index N, Index K, Index lda, bool ta, Index ldb, bool tb, Index ldc) {
+    try {
+      gemm::sgemm(M, N, K, a.data(), lda, ta, b.data(), ldb, tb, c.data(), ldc, false);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(-1, 2, 2, 2, false, 2, false, 2).find("negative size M=-1"), std::string::npos);
+  EXPECT_NE(message(4, 4, 3, 2, false, 4, false, 4).find("lda=2"), std::string::npos);
+  EXPECT_NE(message(4, 4, 3, 3, true, 4, false, 4).find("(A transposed)"), std::string::npos);
+  EXPECT_NE(message(4, 4, 3, 3, false, 2, true, 4).find("(B transposed)"), std::string::npos);
+  EXPECT_NE(message(4, 4, 3, 3, false, 4, false, 3).find("ldc=3"), std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #pragma once
-// A float GEMM of our own for the linear layers' products (AVX2 + FMA,
-// chosen at run time; Eigen's GEMM otherwise, and always for double):
+// The float GEMM: qaware's own kernels for the linear layers' and attention's
+// products (AVX2 + FMA, or AVX-512F, chosen at run time; Eigen's GEMM where
+// the CPU or the cap (core/cpu.hpp) admits neither):
 //
 //   C (M x N, row stride ldc)  =  or  +=  op(A) op(B)
 //   op(A) is M x K: A[i*lda + k], or A[k*lda + i] when transposed;
@@ -20,16 +21,22 @@
 // blocks added in order) whatever the thread count or the split, so results
 // do not depend on qaware::num_threads(). With two or more threads the larger
 // of M and N is split into contiguous chunks, one per thread, each packing
-// its own blocks.
+// its own blocks into its share of the calling thread's workspace
+// (gemm/workspace.hpp, reserved before the parallel region).
+//
+// Public: sgemm() (any float product, on the kernels or Eigen), try_sgemm()
+// (the kernels only, for callers templated on Scalar) and sgemm_kernel().
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <type_traits>
 
+#include "qaware/core/cpu.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
-#include "qaware/core/cpu.hpp"
+#include "qaware/gemm/workspace.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include "qaware/core/intrinsics.hpp"
@@ -39,12 +46,13 @@
 #endif
 
 namespace qaware {
+namespace gemm {
 namespace detail {
 namespace sgemm {
 
-// NC = 768 keeps a packed B block (KC x NC, 768 KiB) near L2; with 3072
-// the products with N = 3072 (BERT's FFN-out backward) ran 10-15 % slower.
-// The blocking of N does not change any sum (only KC orders them).
+// A packed B block (KC x NC floats, 768 KiB) must stay near L2 for the
+// micro-kernel's B loads to hit it. The blocking of M and N changes no sum
+// (only KC orders them).
 constexpr Index MR = 6, NR = 16, KC = 256, MC = 120, NC = 768;
 
 // The B sliver width of the AVX-512 micro-kernel (two zmm registers).
@@ -332,21 +340,13 @@ __attribute__((target("avx512f"))) inline void kernel_6x32(Index kc, const float
 
 #if QAWARE_SGEMM_X86
 // block() for the micro-kernel `kernel` on B slivers of W columns.
+// pa and pb: packing buffers of a_floats(m1 - m0, K) and b_floats<W>(n1 -
+// n0, K) floats, 64-byte aligned (the kernels' aligned loads of B: W floats
+// per k).
 template <Index W, typename Kernel>
 void block_with(Kernel kernel, Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta,
-                const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+                const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate, float* pa, float* pb) {
   static_assert(NC % W == 0, "NC must hold whole slivers");
-  const Index M = m1 - m0, N = n1 - n0;
-  const Index kcm = std::min(KC, K);
-  const Index mcm = (std::min(MC, M) + MR - 1) / MR * MR, ncm = (std::min(NC, N) + W - 1) / W * W;
-  // 64-byte aligned buffers (the kernels' aligned loads of B: W floats per k).
-  std::unique_ptr<float[]> abuf(new float[static_cast<std::size_t>(mcm * kcm + 16)]);
-  std::unique_ptr<float[]> bbuf(new float[static_cast<std::size_t>(kcm * ncm + 16)]);
-  auto align64 = [](float* p) {
-    return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
-  };
-  float* pa = align64(abuf.get());
-  float* pb = align64(bbuf.get());
   for (Index jc = n0; jc < n1; jc += NC) {
     const Index nc = std::min(NC, n1 - jc);
     for (Index pc = 0; pc < K; pc += KC) {
@@ -366,18 +366,31 @@ void block_with(Kernel kernel, Index m0, Index m1, Index n0, Index n1, Index K, 
 }
 #endif
 
+// Floats of a share's packed A block (rows rounded up to whole slivers)
+// and packed B block (columns rounded up to whole slivers of W), each
+// rounded up to 64 bytes.
+inline Index a_floats(Index rows, Index K) {
+  const Index mcm = (std::min(MC, rows) + MR - 1) / MR * MR;
+  return (mcm * std::min(KC, K) + 15) / 16 * 16;
+}
+template <Index W>
+Index b_floats(Index cols, Index K) {
+  const Index ncm = (std::min(NC, cols) + W - 1) / W * W;
+  return (ncm * std::min(KC, K) + 15) / 16 * 16;
+}
+
 // One thread's share: rows [m0, m1) and columns [n0, n1) of C, on the
 // AVX-512 kernel when `wide`, else on the AVX2 one.
 inline void block(bool wide, Index m0, Index m1, Index n0, Index n1, Index K, const float* A, Index lda, bool ta,
-                  const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate) {
+                  const float* B, Index ldb, bool tb, float* C, Index ldc, bool accumulate, float* pa, float* pb) {
 #if QAWARE_SGEMM_X86
   if (wide)
-    block_with<NR512>(kernel_6x32, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+    block_with<NR512>(kernel_6x32, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, pa, pb);
   else
-    block_with<NR>(kernel_6x16, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+    block_with<NR>(kernel_6x16, m0, m1, n0, n1, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, pa, pb);
 #else
   (void)wide, (void)m0, (void)m1, (void)n0, (void)n1, (void)K, (void)A, (void)lda, (void)ta, (void)B, (void)ldb;
-  (void)tb, (void)C, (void)ldc, (void)accumulate;
+  (void)tb, (void)C, (void)ldc, (void)accumulate, (void)pa, (void)pb;
   QAWARE_CHECK(false, "sgemm: the AVX2 GEMM is not compiled on this architecture");
 #endif
 }
@@ -402,30 +415,83 @@ inline void gemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, 
   const Index tiles = ((split_m ? M : N) + tile - 1) / tile;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const Index grain = flops < 4e6 ? tiles : std::max<Index>(1, tiles / 64);
+  // parallel_for makes at most this many chunks; each takes one share of the
+  // workspace, sized for the whole of the undivided dimension.
+  const Index shares = std::min<Index>(num_threads(), std::max<Index>(1, tiles / grain));
+  const Index af = a_floats(M, K), bf = wide ? b_floats<NR512>(N, K) : b_floats<NR>(N, K);
+  AlignedBuffer& ws = workspace();
+  ws.reserve(static_cast<std::size_t>(shares * (af + bf)) * sizeof(float));
+  float* const base = reinterpret_cast<float*>(ws.data());
+  std::atomic<Index> next_share{0};
   parallel_for(0, tiles, grain, [&](Index t0, Index t1) {
+    const Index share = next_share.fetch_add(1, std::memory_order_relaxed);
+    float* const pa = base + share * (af + bf);
     const Index lo = t0 * tile, hi = std::min(t1 * tile, split_m ? M : N);
     if (split_m)
-      block(wide, lo, hi, 0, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+      block(wide, lo, hi, 0, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, pa, pa + af);
     else
-      block(wide, 0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+      block(wide, 0, M, lo, hi, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate, pa, pa + af);
   });
 }
 
-// The dispatch point for callers templated on Scalar: runs C = / += op(A) op(B)
-// on the kernel and returns true when Scalar is float and the kernel is
-// enabled; otherwise returns false and the caller computes the product itself.
+}  // namespace sgemm
+}  // namespace detail
+
+// For callers templated on Scalar: runs C = / += op(A) op(B) on qaware's
+// kernels and returns true when Scalar is float and a kernel is enabled;
+// otherwise returns false and the caller computes the product itself (ops
+// keep Eigen's product for double and for float without the kernels).
+// Sizes and strides as sgemm(), unchecked.
 template <typename Scalar>
-bool try_gemm(Index M, Index N, Index K, const Scalar* A, Index lda, bool ta, const Scalar* B, Index ldb, bool tb,
+bool try_sgemm(Index M, Index N, Index K, const Scalar* A, Index lda, bool ta, const Scalar* B, Index ldb, bool tb,
               Scalar* C, Index ldc, bool accumulate) {
   if constexpr (std::is_same_v<Scalar, float>) {
-    if (enabled()) {
-      gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
+    if (detail::sgemm::enabled()) {
+      detail::sgemm::gemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate);
       return true;
     }
   }
   return false;
 }
 
-}  // namespace sgemm
-}  // namespace detail
+// C (M x N, row stride ldc) = op(A) op(B), or += when `accumulate`, for any
+// float operands (layout as in the file comment): on the AVX-512F or AVX2
+// kernel where enabled, otherwise on Eigen's GEMM. K == 0 leaves C as it is
+// (accumulate) or sets it to 0. Negative sizes or strides shorter than a row
+// raise qaware::Error.
+inline void sgemm(Index M, Index N, Index K, const float* A, Index lda, bool ta, const float* B, Index ldb, bool tb,
+                  float* C, Index ldc, bool accumulate) {
+  QAWARE_CHECK(M >= 0 && N >= 0 && K >= 0, "sgemm: negative size M=", M, " N=", N, " K=", K);
+  QAWARE_CHECK(lda >= (ta ? M : K) && ldb >= (tb ? K : N) && ldc >= N, "sgemm: strides lda=", lda, " ldb=", ldb,
+               " ldc=", ldc, " too short for M=", M, " N=", N, " K=", K, ta ? " (A transposed)" : "",
+               tb ? " (B transposed)" : "");
+  if (try_sgemm(M, N, K, A, lda, ta, B, ldb, tb, C, ldc, accumulate)) return;
+  if (M == 0 || N == 0) return;
+  using Stride = Eigen::OuterStride<>;
+  using CMap = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride>;
+  using CMapT = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>, 0, Stride>;
+  Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride> c(C, M, N, Stride(ldc));
+  if (!accumulate) c.setZero();
+  if (K == 0) return;
+  // op(A) is M x K: row-major with stride lda, or its transpose (the stored
+  // K x M row-major matrix read as column-major M x K).
+  if (!ta && !tb)
+    c.noalias() += CMap(A, M, K, Stride(lda)) * CMap(B, K, N, Stride(ldb));
+  else if (!ta && tb)
+    c.noalias() += CMap(A, M, K, Stride(lda)) * CMapT(B, K, N, Stride(ldb));
+  else if (ta && !tb)
+    c.noalias() += CMapT(A, M, K, Stride(lda)) * CMap(B, K, N, Stride(ldb));
+  else
+    c.noalias() += CMapT(A, M, K, Stride(lda)) * CMapT(B, K, N, Stride(ldb));
+}
+
+// The kernel sgemm() runs on this CPU under the current cap: "avx512",
+// "avx2" or "eigen".
+inline const char* sgemm_kernel() {
+  if (detail::sgemm::avx512_enabled()) return "avx512";
+  if (detail::sgemm::enabled()) return "avx2";
+  return "eigen";
+}
+
+}  // namespace gemm
 }  // namespace qaware
