@@ -34,9 +34,11 @@
 #include "qaware/ops/quantized_linear.hpp"
 #include "qaware/ops/reshape.hpp"
 #include "qaware/ops/scale.hpp"
+#include "qaware/ops/select_position.hpp"
 #include "qaware/ops/softmax.hpp"
 #include "qaware/ops/sub.hpp"
 #include "qaware/ops/sum.hpp"
+#include "qaware/ops/tanh.hpp"
 
 // optim: AdamW, SGD, parameter groups, gradient clipping, LR schedules,
 // training checkpoints

@@ -51,7 +51,9 @@ TEST(CpuTest, LevelsFollowTheCpuidBits) {
   EXPECT_EQ(cpu_has(Isa::kAmx),
             cpu_has(Isa::kAvx512Vnni) && f.amx_tile && f.amx_int8 && f.os_tiles && f.amx_permitted);
   // The OS must save a register file before its instructions count.
-  if (f.os_zmm) EXPECT_TRUE(f.os_ymm);
+  if (f.os_zmm) {
+    EXPECT_TRUE(f.os_ymm);
+  }
 }
 
 TEST(CpuTest, CapAdmitsALevelAndEveryLevelBelowIt) {

@@ -18,7 +18,6 @@
 #include "qaware/autograd/gradcheck.hpp"
 #include "qaware/io/safetensors.hpp"
 #include "qaware/nn/bert.hpp"
-#include "qaware/nn/functional.hpp"
 #include "qaware/nn/transformer_block.hpp"
 #include "qaware/ops/mse_loss.hpp"
 #include "qaware/ops/mul.hpp"
@@ -446,14 +445,6 @@ TEST(GradientTest, EmbeddingsPoolerAndHeadsMatchFiniteDifferences) {
   };
   check_module_gradients(model, loss);
   check_module_gradients(mlm, loss);
-}
-
-TEST(GradientTest, TanhAndSelectPositionMatchFiniteDifferences) {
-  Rng rng(3);
-  GradCheckResult r = grad_check(
-      [](Tape<double>&, const std::vector<Var<double>>& v) { return nn::tanh(nn::select_position(v[0], 1)); },
-      {randn<double>({2, 3, 4}, rng)});
-  EXPECT_TRUE(r.ok) << r.report;
 }
 
 TEST(ModuleTest, PreLayerNormWiringMatchesItsDefinition) {

@@ -17,7 +17,8 @@
 #include <cstdint>
 
 #include "qaware/core/rng.hpp"
-#include "qaware/nn/functional.hpp"
+#include "qaware/ops/select_position.hpp"
+#include "qaware/ops/tanh.hpp"
 #include "qaware/nn/gelu.hpp"
 #include "qaware/nn/layer_norm.hpp"
 #include "qaware/nn/linear.hpp"
@@ -41,7 +42,7 @@ class QATBertPooler : public Module<Scalar> {
     QAWARE_CHECK(x.rank() == 3 && x.dim(2) == dense_.in_features() && x.dim(1) > 0,
                  "QATBertPooler: x must be (B, T, C) with T > 0 and C = ", dense_.in_features(), ", got ",
                  x.shape().str());
-    return nn::tanh(dense_.forward(tape, select_position(x, 0)));
+    return qaware::tanh(dense_.forward(tape, qaware::select_position(x, 0)));
   }
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x) {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x)); });

@@ -186,17 +186,6 @@ void broadcast_accumulate(const BroadcastPlan& p, int k, Scalar* dt, const Scala
   });
 }
 
-// Where input k's gradient goes: a Tape::grad_slot when the backward writes
-// every element of it (k has the output's size), else the zero-filled
-// Tape::grad, never fresh; {nullptr, false} when v needs no gradient.
-template <typename Scalar>
-typename Tape<Scalar>::GradSlot broadcast_grad_slot(Tape<Scalar>& t, const Var<Scalar>& v, const BroadcastPlan& p,
-                                                     int k) {
-  if (!t.requires_grad(v)) return {nullptr, false};
-  if (p.input_numel[static_cast<std::size_t>(k)] == p.numel) return t.grad_slot(v);
-  return {t.grad(v).data(), false};
-}
-
 // One-sided broadcast of a row-wise operand (softmax's additive mask) to the
 // rows of x: x is viewed as rows of its last dimension, and the operand's
 // offset for row r comes from a cursor over x's leading dimensions.

@@ -1,7 +1,7 @@
 #pragma once
-// Internal helpers shared by the ops (not part of the public API):
-// non-deduced argument types, axis normalisation, the Var that the next
-// record() returns, and a cursor over strided multi-indices. The parallel
+// Internal helpers shared by the ops (not part of the public API), without
+// the tape (the ops' kernels use them): non-deduced argument types, axis
+// normalisation and a cursor over strided multi-indices. The parallel
 // grains are in core/threading.hpp, the gradient-write modes in
 // autograd/grad_write.hpp (the quantization kernels use them too).
 
@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "qaware/autograd/grad_write.hpp"
-#include "qaware/autograd/tape.hpp"
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/core/threading.hpp"
@@ -33,19 +32,6 @@ using identity_t = typename type_identity<T>::type;
 inline int normalize_axis(const char* op, int axis, int rank) {
   QAWARE_CHECK(axis >= -rank && axis < rank, op, ": axis ", axis, " is out of range for a rank-", rank, " tensor");
   return axis < 0 ? axis + rank : axis;
-}
-
-// The Var that the next record() on `tape` returns: record() appends exactly
-// one node. Ops whose backward reads their own output (softmax) capture it
-// before recording instead of copying the output; check_next_var confirms.
-template <typename Scalar>
-Var<Scalar> next_var(Tape<Scalar>& tape) {
-  return Var<Scalar>(&tape, static_cast<std::int32_t>(tape.size()));
-}
-template <typename Scalar>
-void check_next_var(const Var<Scalar>& predicted, const Var<Scalar>& recorded, const char* op) {
-  QAWARE_CHECK(predicted.id() == recorded.id(), op, ": internal error: recorded node ", recorded.id(),
-               " but expected ", predicted.id());
 }
 
 // Contiguous (row-major) strides of `dims`.

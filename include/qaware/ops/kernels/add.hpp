@@ -1,0 +1,31 @@
+#pragma once
+// The forward and backward kernels of add (ops/add.hpp describes the op), on
+// raw pointers and without the tape, so that an inference runtime runs the
+// same code as training.
+
+#include "qaware/core/tensor.hpp"
+#include "qaware/ops/detail/broadcast.hpp"
+
+namespace qaware {
+namespace ops {
+
+// a, b -> y, laid out as `plan` (detail::make_broadcast_plan(a's shape,
+// b's shape)) says; y has plan.out's shape.
+template <typename Scalar>
+void add_forward(const detail::BroadcastPlan& plan, const Scalar* a, const Scalar* b, Scalar* y) {
+  detail::broadcast_binary(plan, a, b, y, [](Scalar u, Scalar v) { return u + v; });
+}
+
+// da += dy and db += dy, each summed over its broadcast dimensions (= when
+// its overwrite flag is set: only for an input of the output's size). A
+// null output is not computed.
+template <typename Scalar>
+void add_backward(const detail::BroadcastPlan& plan, const Scalar* dy, Scalar* da, Scalar* db,
+                  bool overwrite_da = false, bool overwrite_db = false) {
+  auto pass = [](Scalar g, Scalar) { return g; };
+  if (da) detail::broadcast_accumulate(plan, 0, da, dy, static_cast<const Scalar*>(nullptr), pass, overwrite_da);
+  if (db) detail::broadcast_accumulate(plan, 1, db, dy, static_cast<const Scalar*>(nullptr), pass, overwrite_db);
+}
+
+}  // namespace ops
+}  // namespace qaware
