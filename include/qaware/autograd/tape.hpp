@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -188,20 +189,10 @@ class Tape {
   // Records an op's output. The node requires a gradient when any input
   // does (and gradients are enabled); only then is `backward` kept.
   VarT record(DynTensor<Scalar> value, std::initializer_list<VarT> inputs, BackwardFn backward) {
-    bool needs = false;
-    for (const VarT& v : inputs) {
-      check_mine(v, "record");
-      needs = needs || nodes_[static_cast<std::size_t>(v.id())].requires_grad;
-    }
-    return push(std::move(value), nullptr, nullptr, needs, needs ? std::move(backward) : BackwardFn());
+    return record(std::move(value), inputs.begin(), inputs.end(), std::move(backward));
   }
   VarT record(DynTensor<Scalar> value, const std::vector<VarT>& inputs, BackwardFn backward) {
-    bool needs = false;
-    for (const VarT& v : inputs) {
-      check_mine(v, "record");
-      needs = needs || nodes_[static_cast<std::size_t>(v.id())].requires_grad;
-    }
-    return push(std::move(value), nullptr, nullptr, needs, needs ? std::move(backward) : BackwardFn());
+    return record(std::move(value), inputs.data(), inputs.data() + inputs.size(), std::move(backward));
   }
 
   const DynTensor<Scalar>& value(VarT v) const { return node(v).value(); }
@@ -296,6 +287,16 @@ class Tape {
       return own_grad;
     }
   };
+
+  // record()'s body, for inputs [first, last).
+  VarT record(DynTensor<Scalar> value, const VarT* first, const VarT* last, BackwardFn backward) {
+    bool needs = false;
+    for (const VarT* v = first; v != last; ++v) {
+      check_mine(*v, "record");
+      needs = needs || nodes_[static_cast<std::size_t>(v->id())].requires_grad;
+    }
+    return push(std::move(value), nullptr, nullptr, needs, needs ? std::move(backward) : BackwardFn());
+  }
 
   VarT push(DynTensor<Scalar> value, const DynTensor<Scalar>* ext_value, Param<Scalar>* param, bool requires_grad,
             BackwardFn backward) {

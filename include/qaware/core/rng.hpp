@@ -15,6 +15,25 @@
 #include "qaware/core/tensor.hpp"
 
 namespace qaware {
+namespace detail {
+
+// splitmix64 (Vigna's reference splitmix64.c): the state advances by
+// kSplitmixGamma and each output is splitmix64_mix(state). Rng seeds
+// xoshiro256** with it; dropout's counter-based mask mixes seed + (j + 1) *
+// kSplitmixGamma for pair j, so its AVX2 form uses the same constants.
+inline constexpr std::uint64_t kSplitmixGamma = 0x9e3779b97f4a7c15ULL;
+inline constexpr std::uint64_t kSplitmixMul1 = 0xbf58476d1ce4e5b9ULL;
+inline constexpr std::uint64_t kSplitmixMul2 = 0x94d049bb133111ebULL;
+
+inline std::uint64_t splitmix64_mix(std::uint64_t z) {
+  z = (z ^ (z >> 30)) * kSplitmixMul1;
+  z = (z ^ (z >> 27)) * kSplitmixMul2;
+  return z ^ (z >> 31);
+}
+
+inline std::uint64_t splitmix64_next(std::uint64_t& state) { return splitmix64_mix(state += kSplitmixGamma); }
+
+}  // namespace detail
 
 class Rng {
  public:
@@ -24,7 +43,7 @@ class Rng {
 
   void reseed(std::uint64_t seed) {
     std::uint64_t x = seed;
-    for (auto& s : s_) s = splitmix64(x);
+    for (auto& s : s_) s = detail::splitmix64_next(x);
     has_spare_ = false;
   }
 
@@ -117,12 +136,6 @@ class Rng {
 
  private:
   static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  static std::uint64_t splitmix64(std::uint64_t& x) {
-    std::uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
 
   State s_{};
   bool has_spare_ = false;

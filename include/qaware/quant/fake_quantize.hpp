@@ -36,6 +36,7 @@
 #include "qaware/core/error.hpp"
 #include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
+#include "qaware/core/type_identity.hpp"
 #include "qaware/quant/bitmask.hpp"
 #include "qaware/quant/fake_quantize_kernels.hpp"
 #include "qaware/quant/qparams.hpp"
@@ -45,14 +46,6 @@ namespace qaware {
 
 namespace detail {
 namespace fq {
-
-template <typename T>
-struct same {
-  using type = T;
-};
-// A non-deduced Scalar parameter, so fake_quantize(x_float, 0.1, ...) works.
-template <typename T>
-using same_t = typename same<T>::type;
 
 // Elements per parallel chunk (a multiple of 64 so that mask words are never
 // shared between threads).
@@ -208,7 +201,7 @@ struct FakeQuantResult {
 
 template <typename Scalar>
 FakeQuantResult<Scalar> fake_quantize_per_tensor_affine_cachemask(const DynTensor<Scalar>& x,
-                                                                  detail::fq::same_t<Scalar> scale,
+                                                                  detail::identity_t<Scalar> scale,
                                                                   std::int64_t zero_point, std::int64_t quant_min,
                                                                   std::int64_t quant_max) {
   detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
@@ -220,7 +213,7 @@ FakeQuantResult<Scalar> fake_quantize_per_tensor_affine_cachemask(const DynTenso
 }
 
 template <typename Scalar>
-DynTensor<Scalar> fake_quantize_per_tensor_affine(const DynTensor<Scalar>& x, detail::fq::same_t<Scalar> scale,
+DynTensor<Scalar> fake_quantize_per_tensor_affine(const DynTensor<Scalar>& x, detail::identity_t<Scalar> scale,
                                                   std::int64_t zero_point, std::int64_t quant_min,
                                                   std::int64_t quant_max) {
   detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
@@ -232,7 +225,7 @@ DynTensor<Scalar> fake_quantize_per_tensor_affine(const DynTensor<Scalar>& x, de
 }
 
 template <typename Scalar, int Rank>
-Tensor<Scalar, Rank> fake_quantize_per_tensor_affine(const Tensor<Scalar, Rank>& x, detail::fq::same_t<Scalar> scale,
+Tensor<Scalar, Rank> fake_quantize_per_tensor_affine(const Tensor<Scalar, Rank>& x, detail::identity_t<Scalar> scale,
                                                      std::int64_t zero_point, std::int64_t quant_min,
                                                      std::int64_t quant_max) {
   detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,
@@ -326,7 +319,7 @@ Var<Scalar> record_ste(Var<Scalar> x, DynTensor<Scalar> y, BitMask mask, SteMode
 }  // namespace detail
 
 template <typename Scalar>
-Var<Scalar> fake_quantize_per_tensor_affine(Var<Scalar> x, detail::fq::same_t<Scalar> scale, std::int64_t zero_point,
+Var<Scalar> fake_quantize_per_tensor_affine(Var<Scalar> x, detail::identity_t<Scalar> scale, std::int64_t zero_point,
                                             std::int64_t quant_min, std::int64_t quant_max,
                                             SteMode ste = SteMode::Clipped) {
   detail::fq::validate_per_tensor("fake_quantize_per_tensor_affine", static_cast<double>(scale), zero_point, quant_min,

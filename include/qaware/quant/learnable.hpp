@@ -238,8 +238,8 @@ struct LearnableGrads {
 
 template <typename Scalar>
 DynTensor<Scalar> fake_quantize_learnable_per_tensor_affine(const DynTensor<Scalar>& x,
-                                                            detail::fq::same_t<Scalar> scale,
-                                                            detail::fq::same_t<Scalar> zero_point,
+                                                            detail::identity_t<Scalar> scale,
+                                                            detail::identity_t<Scalar> zero_point,
                                                             std::int64_t quant_min, std::int64_t quant_max) {
   const char* fn = "fake_quantize_learnable_per_tensor_affine";
   detail::fq::validate_learnable_range(fn, quant_min, quant_max);
@@ -251,8 +251,8 @@ DynTensor<Scalar> fake_quantize_learnable_per_tensor_affine(const DynTensor<Scal
 
 template <typename Scalar>
 LearnableGrads<Scalar> fake_quantize_learnable_per_tensor_affine_backward(
-    const DynTensor<Scalar>& dy, const DynTensor<Scalar>& x, detail::fq::same_t<Scalar> scale,
-    detail::fq::same_t<Scalar> zero_point, std::int64_t quant_min, std::int64_t quant_max, double grad_factor,
+    const DynTensor<Scalar>& dy, const DynTensor<Scalar>& x, detail::identity_t<Scalar> scale,
+    detail::identity_t<Scalar> zero_point, std::int64_t quant_min, std::int64_t quant_max, double grad_factor,
     SteMode ste = SteMode::Clipped) {
   const char* fn = "fake_quantize_learnable_per_tensor_affine_backward";
   detail::fq::validate_learnable_range(fn, quant_min, quant_max);

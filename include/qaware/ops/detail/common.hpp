@@ -1,8 +1,8 @@
 #pragma once
 // Internal helpers shared by the ops (not part of the public API), without
-// the tape (the ops' kernels use them): non-deduced argument types, axis
-// normalisation and a cursor over strided multi-indices. The parallel
-// grains are in core/threading.hpp, the gradient-write modes in
+// the tape (the ops' kernels use them): axis normalisation and a cursor over
+// strided multi-indices. The non-deduced parameter type identity_t is in
+// core/type_identity.hpp, the parallel grains in core/threading.hpp, the gradient-write modes in
 // autograd/grad_write.hpp (the quantization kernels use them too).
 
 #include <algorithm>
@@ -15,18 +15,10 @@
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/core/threading.hpp"
+#include "qaware/core/type_identity.hpp"
 
 namespace qaware {
 namespace detail {
-
-// A parameter type that takes no part in template argument deduction, so
-// scale(Var<float>, 0.5) deduces Scalar = float from the Var alone.
-template <typename T>
-struct type_identity {
-  using type = T;
-};
-template <typename T>
-using identity_t = typename type_identity<T>::type;
 
 // Axis i of a rank-r tensor, negative counting from the end (-1 = last).
 inline int normalize_axis(const char* op, int axis, int rank) {

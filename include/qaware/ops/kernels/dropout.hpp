@@ -3,10 +3,11 @@
 // op), on raw pointers and without the tape.
 //
 // The mask is derived from one 64-bit `seed` (the op draws it from its Rng)
-// with a counter-based generator, the splitmix64 sequence started at seed: pair j (elements 2j and 2j + 1)
-// uses r_j = mix(seed + (j + 1) * 0x9e3779b97f4a7c15), where mix is
-// splitmix64's finalizer (z ^= z >> 30; z *= 0xbf58476d1ce4e5b9;
-// z ^= z >> 27; z *= 0x94d049bb133111eb; z ^= z >> 31). Element 2j is kept
+// with a counter-based generator, the splitmix64 sequence started at seed:
+// pair j (elements 2j and 2j + 1) uses r_j = mix(seed + (j + 1) * 0x9e3779b97f4a7c15),
+// where mix is splitmix64's finalizer (detail::splitmix64_mix in core/rng.hpp:
+// z ^= z >> 30; z *= 0xbf58476d1ce4e5b9; z ^= z >> 27; z *= 0x94d049bb133111eb;
+// z ^= z >> 31). Element 2j is kept
 // when the low 32 bits of r_j are >= round(p * 2^32), element 2j + 1 when
 // the high 32 bits are. Each element is a function of (seed, its index) only,
 // so the mask depends only on the Rng state and N, never on the thread count
@@ -20,6 +21,7 @@
 #include <type_traits>
 
 #include "qaware/core/cpu.hpp"
+#include "qaware/core/rng.hpp"
 #include "qaware/core/shape.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/ops/detail/common.hpp"
@@ -35,13 +37,10 @@ namespace qaware {
 namespace ops {
 namespace dropout_detail {
 
-constexpr std::uint64_t kGamma = 0x9e3779b97f4a7c15ULL, kMul1 = 0xbf58476d1ce4e5b9ULL, kMul2 = 0x94d049bb133111ebULL;
-
-inline std::uint64_t mix(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * kMul1;
-  z = (z ^ (z >> 27)) * kMul2;
-  return z ^ (z >> 31);
-}
+using detail::kSplitmixGamma;
+using detail::kSplitmixMul1;
+using detail::kSplitmixMul2;
+using detail::splitmix64_mix;
 
 // Drop threshold: keep when a 32-bit draw >= it (2^32 only for p within
 // 2^-33 of 1: nothing kept).
@@ -49,7 +48,7 @@ inline std::uint64_t threshold(double p) { return static_cast<std::uint64_t>(std
 
 // The definition: whether element i is kept.
 inline bool kept(std::uint64_t seed, std::uint64_t thr, Index i) {
-  const std::uint64_t r = mix(seed + (static_cast<std::uint64_t>(i / 2) + 1) * kGamma);
+  const std::uint64_t r = splitmix64_mix(seed + (static_cast<std::uint64_t>(i / 2) + 1) * kSplitmixGamma);
   return ((i & 1) ? r >> 32 : r & 0xffffffffULL) >= thr;
 }
 
@@ -62,7 +61,8 @@ void forward_scalar(std::uint64_t seed, std::uint64_t thr, const Scalar* x, Scal
   for (Index e = e0; e < e1; e += 8) {
     unsigned byte = 0;
     for (Index i = e; i < std::min(e + 8, e1); ++i) {
-      if ((i & 1) == 0) r = mix(seed + (static_cast<std::uint64_t>(i / 2) + 1) * kGamma);  // kept(), one mix a pair
+      // kept(), one mix a pair.
+      if ((i & 1) == 0) r = splitmix64_mix(seed + (static_cast<std::uint64_t>(i / 2) + 1) * kSplitmixGamma);
       const bool k = ((i & 1) ? r >> 32 : r & 0xffffffffULL) >= thr;
       byte |= static_cast<unsigned>(k) << (i - e);
       y[i] = k ? x[i] * s : Scalar(0);
@@ -87,17 +87,17 @@ __attribute__((target("avx2"))) inline __m256i mul64(__m256i z, std::uint64_t m)
 __attribute__((target("avx2"))) inline void forward_avx2(std::uint64_t seed, std::uint64_t thr, const float* x,
                                                           float* y, std::uint8_t* bits, Index e0, Index e1, float s) {
   const std::uint64_t j0 = static_cast<std::uint64_t>(e0 / 2);
-  __m256i z = _mm256_setr_epi64x(static_cast<long long>(seed + (j0 + 1) * kGamma),
-                                 static_cast<long long>(seed + (j0 + 2) * kGamma),
-                                 static_cast<long long>(seed + (j0 + 3) * kGamma),
-                                 static_cast<long long>(seed + (j0 + 4) * kGamma));
-  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kGamma));
+  __m256i z = _mm256_setr_epi64x(static_cast<long long>(seed + (j0 + 1) * kSplitmixGamma),
+                                 static_cast<long long>(seed + (j0 + 2) * kSplitmixGamma),
+                                 static_cast<long long>(seed + (j0 + 3) * kSplitmixGamma),
+                                 static_cast<long long>(seed + (j0 + 4) * kSplitmixGamma));
+  const __m256i step = _mm256_set1_epi64x(static_cast<long long>(4 * kSplitmixGamma));
   const __m256i t = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(thr)));
   const __m256 sv = _mm256_set1_ps(s);
   Index e = e0;
   for (; e + 8 <= e1; e += 8, z = _mm256_add_epi64(z, step)) {
-    __m256i r = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), kMul1);
-    r = mul64(_mm256_xor_si256(r, _mm256_srli_epi64(r, 27)), kMul2);
+    __m256i r = mul64(_mm256_xor_si256(z, _mm256_srli_epi64(z, 30)), kSplitmixMul1);
+    r = mul64(_mm256_xor_si256(r, _mm256_srli_epi64(r, 27)), kSplitmixMul2);
     r = _mm256_xor_si256(r, _mm256_srli_epi64(r, 31));
     const __m256 keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_max_epu32(r, t), r));  // r >= thr
     bits[e / 8] = static_cast<std::uint8_t>(_mm256_movemask_ps(keep));
