@@ -16,8 +16,11 @@
 // line of the output is comparable.
 //
 // Arguments: M, N, K and threads, the qaware::set_num_threads count: 1 (the
-// reference line, single-threaded) and 2. Counter: GFLOPS (GOPS for integer
-// kernels) = 2 M N K per iteration, per second of wall time, in 10^9.
+// reference line, single-threaded) and 2; QAWARE_BENCH_SHAPES=MxNxK,...
+// replaces the default shapes. Counters: GFLOPS (GOPS for integer kernels) =
+// 2 M N K per iteration, per second of wall time, in 10^9 (Google Benchmark's
+// mean rate), and GFLOPS_med / GFLOPS_best over the median and the fastest
+// call. Every operand is a 64-byte aligned DynTensor, as a caller's are.
 
 #include <benchmark/benchmark.h>
 
@@ -29,6 +32,8 @@
 #include "qaware/core/threading.hpp"
 #include "qaware/gemm/sgemm.hpp"
 
+#include "bench_common.hpp"
+
 #if QAWARE_HAVE_DNNL
 #include <dnnl.h>
 #include <omp.h>
@@ -37,13 +42,15 @@
 namespace {
 
 using qaware::Index;
+using qaware_bench::CallTimes;
 
 // Shapes and thread counts every GEMM benchmark runs.
 void gemm_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "N", "K", "threads"});
+  const auto shapes = qaware_bench::bench_shapes(
+      {{4096, 768, 768}, {4096, 768, 3072}, {4096, 3072, 768}, {4096, 3072, 3072}});
   for (int threads : {1, 2})
-    for (Index n : {768, 3072})
-      for (Index k : {768, 3072}) b->Args({4096, n, k, threads});
+    for (const auto& s : shapes) b->Args({s[0], s[1], s[2], threads});
   b->Unit(benchmark::kMillisecond);
   b->UseRealTime();  // multi-threaded runs: the rate is per second of wall time
 }
@@ -60,19 +67,26 @@ GemmArgs gemm_args(const benchmark::State& state) {
   return a;
 }
 
-// 2 M N K operations per iteration, reported per second in units of 10^9.
+// 2 M N K operations per iteration, reported per second in units of 10^9:
+// the mean rate and, from the per-call times `t`, <name>_med and <name>_best.
 // `name` is "GFLOPS" for floating point kernels, "GOPS" for integer ones.
-void set_gemm_counters(benchmark::State& state, const GemmArgs& a, const std::string& name) {
-  state.counters[name] = benchmark::Counter(2.0 * static_cast<double>(a.M) * static_cast<double>(a.N) *
-                                                static_cast<double>(a.K),
-                                            benchmark::Counter::kIsIterationInvariantRate,
+void set_gemm_counters(benchmark::State& state, const GemmArgs& a, const CallTimes& t, const std::string& name) {
+  const double ops = 2.0 * static_cast<double>(a.M) * static_cast<double>(a.N) * static_cast<double>(a.K);
+  state.counters[name] = benchmark::Counter(ops, benchmark::Counter::kIsIterationInvariantRate,
                                             benchmark::Counter::kIs1000);
+  qaware_bench::set_call_counters(state, t, ops, name);
 }
+
+// Per-call times on the wall clock, which these benchmarks report (UseRealTime).
+CallTimes call_times() { return CallTimes(false); }
 
 // A (M, K) and B (N, K) uniform in [-1, 1], same seed for every kernel; C (M, N).
 struct F32Operands {
-  qaware::Matrix<float> A, B, C;
-  explicit F32Operands(const GemmArgs& a) : A(a.M, a.K), B(a.N, a.K), C(a.M, a.N) {
+  qaware::DynTensor<float> a_store, b_store, c_store;
+  Eigen::Map<qaware::Matrix<float>> A, B, C;
+  explicit F32Operands(const GemmArgs& a)
+      : a_store({a.M, a.K}), b_store({a.N, a.K}), c_store({a.M, a.N}), A(a_store.data(), a.M, a.K),
+        B(b_store.data(), a.N, a.K), C(c_store.data(), a.M, a.N) {
     qaware::Rng rng(1);
     qaware::init::uniform(A.data(), A.size(), rng, -1.0, 1.0);
     qaware::init::uniform(B.data(), B.size(), rng, -1.0, 1.0);
@@ -82,12 +96,13 @@ struct F32Operands {
 void BM_GemmF32Eigen(benchmark::State& state) {
   const GemmArgs a = gemm_args(state);
   F32Operands op(a);
+  CallTimes t = call_times();
   for (auto _ : state) {
-    op.C.noalias() = op.A * op.B.transpose();
+    t.time([&] { op.C.noalias() = op.A * op.B.transpose(); });
     benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
-  set_gemm_counters(state, a, "GFLOPS");
+  set_gemm_counters(state, a, t, "GFLOPS");
   qaware::set_num_threads(0);
 }
 BENCHMARK(BM_GemmF32Eigen)->Apply(gemm_shapes);
@@ -106,13 +121,14 @@ void run_ours(benchmark::State& state, bool avx512) {
   // The AVX2 kernel: the cap held below AVX-512 for this benchmark.
   const qaware::ScopedMaxIsa cap(avx512 ? qaware::max_isa() : std::min(qaware::max_isa(), qaware::Isa::kAvx2Vnni));
   F32Operands op(a);
+  CallTimes t = call_times();
   for (auto _ : state) {
-    sg::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N, false);
+    t.time([&] { sg::gemm(a.M, a.N, a.K, op.A.data(), a.K, false, op.B.data(), a.K, true, op.C.data(), a.N, false); });
     benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
   state.SetLabel(sg::avx512_enabled() ? "avx512" : "avx2");
-  set_gemm_counters(state, a, "GFLOPS");
+  set_gemm_counters(state, a, t, "GFLOPS");
   qaware::set_num_threads(0);
 }
 void BM_GemmF32Ours(benchmark::State& state) { run_ours(state, true); }
@@ -127,9 +143,12 @@ void BM_GemmF32OneDnn(benchmark::State& state) {
   const GemmArgs a = gemm_args(state);
   omp_set_num_threads(a.threads);
   F32Operands op(a);
+  CallTimes t = call_times();
   for (auto _ : state) {
-    const dnnl_status_t st = dnnl_sgemm('N', 'T', a.M, a.N, a.K, 1.0f, op.A.data(), a.K, op.B.data(), a.K, 0.0f,
-                                        op.C.data(), a.N);
+    dnnl_status_t st = dnnl_success;
+    t.time([&] {
+      st = dnnl_sgemm('N', 'T', a.M, a.N, a.K, 1.0f, op.A.data(), a.K, op.B.data(), a.K, 0.0f, op.C.data(), a.N);
+    });
     if (st != dnnl_success) {
       state.SkipWithError("dnnl_sgemm failed");
       break;
@@ -137,7 +156,7 @@ void BM_GemmF32OneDnn(benchmark::State& state) {
     benchmark::DoNotOptimize(op.C.data());
     benchmark::ClobberMemory();
   }
-  set_gemm_counters(state, a, "GFLOPS");
+  set_gemm_counters(state, a, t, "GFLOPS");
   qaware::set_num_threads(0);
 }
 BENCHMARK(BM_GemmF32OneDnn)->Apply(gemm_shapes);

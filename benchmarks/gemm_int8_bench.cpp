@@ -18,27 +18,30 @@
 // Timing: with threads:1 the rates use the benchmark thread's CPU time
 // (Google Benchmark's default), so time slices lost to other processes on a
 // shared machine do not count; with more threads, wall time (UseRealTime).
-// Counters: GOPS (2 M N K per second, 1e9), vs_fp32 (our GOPS / Eigen FP32
-// GOPS for the same shape and threads), vs_onednn (ours / oneDNN u8s8s32 without
-// a zero point), vs_onednn_zp (ours / oneDNN with A's zero point, like for like:
-// ours always runs with zero point kAZeroPoint), and for oneDNN's int8 matmuls
-// `inexact`: the fraction of its outputs that differ from the exact int32
-// product (its AVX2 kernel lets int16 pair sums saturate).
+// Memory: every operand, ours and the yardsticks', is a 64-byte aligned
+// DynTensor, the memory a caller's activations and weights live in.
+// Counters: GOPS (2 M N K per second, 1e9, Google Benchmark's mean rate),
+// GOPS_med and GOPS_best (over the median and the fastest call of the row),
+// vs_fp32 (our median / Eigen FP32's median for the same shape and threads),
+// vs_onednn and vs_onednn_best (ours / oneDNN u8s8s32 without a zero point,
+// median over median and best over best), vs_onednn_zp and vs_onednn_zp_best
+// (the same against oneDNN with A's zero point, like for like: ours always runs
+// with zero point kAZeroPoint), and for oneDNN's int8 matmuls `inexact`: the
+// fraction of its outputs that differ from the exact int32 product (its AVX2
+// kernel lets int16 pair sums saturate).
 // The FP32 and oneDNN figures behind the ratios are measured in this process
-// (the mean of a timed loop as long as the minimum benchmark time, cached per
-// shape and thread count).
+// (a timed loop as long as the minimum benchmark time, cached per shape and
+// thread count).
 //
 // Only paths this CPU runs are registered. QAWARE_BENCH_THREADS=1,2,16
 // changes the thread counts (default 1,2); QAWARE_BENCH_MIN_TIME the minimum
-// seconds per benchmark (default 0.5); QAWARE_BENCH_SCALAR=1 adds the slow
-// scalar path. On machines with AVX-512 / AMX,
+// seconds per benchmark (default 0.5); QAWARE_BENCH_SHAPES=MxNxK,... the shapes
+// (default below); QAWARE_BENCH_SCALAR=1 adds the slow scalar path. On machines with AVX-512 / AMX,
 // ONEDNN_MAX_CPU_ISA=AVX2 or AVX512_CORE_VNNI pins oneDNN to an ISA for a
 // like-for-like comparison; the impl it picked is printed in the context.
 
 #include <benchmark/benchmark.h>
 
-#include <chrono>
-#include <ctime>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -53,8 +56,11 @@
 #include <Eigen/Core>
 
 #include "qaware/core/rng.hpp"
+#include "qaware/core/tensor.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/gemm/gemm.hpp"
+
+#include "bench_common.hpp"
 
 #if defined(QAWARE_BENCH_HAVE_DNNL)
 #include <dnnl.hpp>
@@ -66,12 +72,22 @@
 namespace {
 
 using qaware::Index;
+using qaware::DynTensor;
+using qaware_bench::CallTimes;
 namespace qg = qaware::gemm;
 
 struct Shape {
   Index M, N, K;
 };
-const Shape kShapes[] = {{4096, 768, 768}, {4096, 3072, 768}, {4096, 768, 3072}, {128, 768, 768}, {16, 768, 768}};
+
+// QAWARE_BENCH_SHAPES, else these.
+std::vector<Shape> bench_shapes() {
+  std::vector<Shape> out;
+  for (const auto& s : qaware_bench::bench_shapes(
+           {{4096, 768, 768}, {4096, 3072, 768}, {4096, 768, 3072}, {128, 768, 768}, {16, 768, 768}}))
+    out.push_back({s[0], s[1], s[2]});
+  return out;
+}
 
 // A's zero point in our benchmarks and in the like-for-like oneDNN one.
 constexpr std::int32_t kAZeroPoint = 3;
@@ -96,17 +112,10 @@ void set_threads(int n) {
 
 double gops(const Shape& s) { return 2.0 * static_cast<double>(s.M) * static_cast<double>(s.N) * static_cast<double>(s.K) * 1e-9; }
 
-// Seconds on the clock the benchmarks use: this thread's CPU time for
-// one-thread runs (robust to other processes sharing the cores, as Google
-// Benchmark's default CPU time is), wall time for multi-threaded ones.
-double now_seconds(int threads) {
-  if (threads == 1) {
-    timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+// The clock of a row with this many threads: this thread's CPU time for one
+// thread (robust to other processes sharing the cores, as Google Benchmark's
+// default CPU time is), wall time for several.
+CallTimes call_times(int threads) { return CallTimes(threads == 1); }
 
 // Seconds each cached baseline is timed for: QAWARE_BENCH_MIN_TIME, at least 0.2.
 double baseline_seconds() {
@@ -114,56 +123,53 @@ double baseline_seconds() {
   return mt ? std::max(0.2, std::atof(mt)) : 0.5;
 }
 
-// Mean GOPS of f() over a loop of baseline_seconds() after one warm-up call.
+// A baseline's GOPS over its median and its fastest call.
+struct Rate {
+  double median, best;
+};
+
+// f() timed call by call for baseline_seconds() after one warm-up call.
 template <class F>
-double measure_gops(const Shape& s, int threads, F&& f) {
+Rate measure_gops(const Shape& s, int threads, F&& f) {
   const double duration = baseline_seconds();
   f();
-  int calls = 0;
-  const double t0 = now_seconds(threads);
-  double elapsed = 0;
-  do {
-    f();
-    ++calls;
-    elapsed = now_seconds(threads) - t0;
-  } while (elapsed < duration);
-  return gops(s) * calls / elapsed;
+  CallTimes t = call_times(threads);
+  do t.time(f);
+  while (t.total() < duration);
+  return {gops(s) / t.median(), gops(s) / t.best()};
 }
 
 // ---------------------------------------------------------------------------
 // Inputs, built once per shape.
 
+// Every buffer a DynTensor (64-byte aligned), for ours and the yardsticks.
 struct Inputs {
-  std::vector<std::uint8_t> a;              // M x K
-  std::vector<std::int8_t> b_uniform;       // N x K (PyTorch weight layout)
-  std::vector<std::int8_t> b_trained;       // N x K, normal(0, 20) rounded and clipped
-  std::vector<std::int8_t> b_init;          // N x K, normal(0, 40) rounded and clipped to +-127
-  std::vector<std::uint8_t> a_ln;           // M x K, normal(128, 25) rounded and clipped
-  std::vector<float> af, bf;                // float twins, M x K and K x N
+  DynTensor<std::uint8_t> a;              // M x K
+  DynTensor<std::int8_t> b_uniform;       // N x K (PyTorch weight layout)
+  DynTensor<std::int8_t> b_trained;       // N x K, normal(0, 20) rounded and clipped
+  DynTensor<std::int8_t> b_init;          // N x K, normal(0, 40) rounded and clipped to +-127
+  DynTensor<std::uint8_t> a_ln;           // M x K, normal(128, 25) rounded and clipped
+  DynTensor<float> af, bf;                // float twins, M x K and K x N
+  explicit Inputs(const Shape& s)
+      : a({s.M, s.K}), b_uniform({s.N, s.K}), b_trained({s.N, s.K}), b_init({s.N, s.K}), a_ln({s.M, s.K}),
+        af({s.M, s.K}), bf({s.K, s.N}) {}
 };
 
 const Inputs& inputs(const Shape& s) {
   static std::map<std::tuple<Index, Index, Index>, std::unique_ptr<Inputs>> cache;
   auto& slot = cache[{s.M, s.N, s.K}];
   if (!slot) {
-    slot = std::make_unique<Inputs>();
+    slot = std::make_unique<Inputs>(s);
     qaware::Rng rng(1234);
-    slot->a.resize(static_cast<std::size_t>(s.M * s.K));
     for (auto& x : slot->a) x = static_cast<std::uint8_t>(rng.below(256));
-    slot->b_uniform.resize(static_cast<std::size_t>(s.N * s.K));
     for (auto& x : slot->b_uniform) x = static_cast<std::int8_t>(static_cast<int>(rng.below(256)) - 128);
-    slot->b_trained.resize(slot->b_uniform.size());
     for (auto& x : slot->b_trained)
       x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0.0, 20.0)))));
-    slot->b_init.resize(slot->b_uniform.size());
     for (auto& x : slot->b_init)
       x = static_cast<std::int8_t>(std::max(-127.0, std::min(127.0, std::nearbyint(rng.normal(0.0, 40.0)))));
-    slot->a_ln.resize(slot->a.size());
     for (auto& x : slot->a_ln)
       x = static_cast<std::uint8_t>(std::max(0.0, std::min(255.0, std::nearbyint(rng.normal(128.0, 25.0)))));
-    slot->af.resize(slot->a.size());
-    for (std::size_t i = 0; i < slot->a.size(); ++i) slot->af[i] = static_cast<float>(slot->a[i]) * 0.01f;
-    slot->bf.resize(slot->b_uniform.size());
+    for (Index i = 0; i < slot->a.numel(); ++i) slot->af[i] = static_cast<float>(slot->a[i]) * 0.01f;
     for (auto& x : slot->bf) x = static_cast<float>(rng.uniform(-1, 1));
   }
   return *slot;
@@ -196,20 +202,22 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 
 struct EigenF32 {
   Eigen::Map<const RowMatrix> a, b;
-  RowMatrix c;
+  DynTensor<float> c_store;
+  Eigen::Map<RowMatrix> c;
   explicit EigenF32(const Shape& s)
-      : a(inputs(s).af.data(), s.M, s.K), b(inputs(s).bf.data(), s.K, s.N), c(s.M, s.N) {}
+      : a(inputs(s).af.data(), s.M, s.K), b(inputs(s).bf.data(), s.K, s.N), c_store({s.M, s.N}),
+        c(c_store.data(), s.M, s.N) {}
   void run() { c.noalias() = a * b; }
 };
 
-double eigen_gops(const Shape& s, int threads) {
-  static std::map<std::tuple<Index, Index, Index, int>, double> cache;
+Rate eigen_gops(const Shape& s, int threads) {
+  static std::map<std::tuple<Index, Index, Index, int>, Rate> cache;
   auto key = std::make_tuple(s.M, s.N, s.K, threads);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   set_threads(threads);
   EigenF32 e(s);
-  const double g = measure_gops(s, threads, [&] { e.run(); });
+  const Rate g = measure_gops(s, threads, [&] { e.run(); });
   cache[key] = g;
   return g;
 }
@@ -217,12 +225,14 @@ double eigen_gops(const Shape& s, int threads) {
 void BM_GemmF32Eigen(benchmark::State& state, Shape s, int threads) {
   set_threads(threads);
   EigenF32 e(s);
+  CallTimes t = call_times(threads);
   for (auto _ : state) {
-    e.run();
+    t.time([&] { e.run(); });
     benchmark::DoNotOptimize(e.c.data());
     benchmark::ClobberMemory();
   }
   state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
+  qaware_bench::set_call_counters(state, t, gops(s) * 1e9, "GOPS");
 }
 
 // ---------------------------------------------------------------------------
@@ -235,6 +245,8 @@ struct OneDnnMatmul {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
   dnnl::memory a, b, c;
+  DynTensor<std::int32_t> c_s32;  // C's storage (int8), or
+  DynTensor<float> c_f32;         // (f32)
   std::string impl;
 
   // a_zp != 0 (int8 only): A's zero point, given to oneDNN at creation.
@@ -254,7 +266,6 @@ struct OneDnnMatmul {
     prim = dnnl::matmul(pd);
     a = dnnl::memory(a_md, eng, int8 ? static_cast<void*>(const_cast<std::uint8_t*>(in.a.data()))
                                      : static_cast<void*>(const_cast<float*>(in.af.data())));
-    std::vector<float> bf_nk;
     dnnl::memory b_src;
     if (int8) {
       b_src = dnnl::memory(b_user, eng, const_cast<std::int8_t*>(in.b_uniform.data()));
@@ -263,7 +274,13 @@ struct OneDnnMatmul {
     }
     b = dnnl::memory(pd.weights_desc(), eng);  // reordered once, like our pack_b
     dnnl::reorder(b_src, b).execute(strm, b_src, b);
-    c = dnnl::memory(c_md, eng);
+    if (int8) {
+      c_s32 = DynTensor<std::int32_t>({s.M, s.N});
+      c = dnnl::memory(c_md, eng, c_s32.data());
+    } else {
+      c_f32 = DynTensor<float>({s.M, s.N});
+      c = dnnl::memory(c_md, eng, c_f32.data());
+    }
     strm.wait();
   }
   void run() {
@@ -272,14 +289,14 @@ struct OneDnnMatmul {
   }
 };
 
-double onednn_int8_gops(const Shape& s, int threads, std::int32_t a_zp) {
-  static std::map<std::tuple<Index, Index, Index, int, std::int32_t>, double> cache;
+Rate onednn_int8_gops(const Shape& s, int threads, std::int32_t a_zp) {
+  static std::map<std::tuple<Index, Index, Index, int, std::int32_t>, Rate> cache;
   auto key = std::make_tuple(s.M, s.N, s.K, threads, a_zp);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   set_threads(threads);
   OneDnnMatmul mm(s, true, a_zp);
-  const double g = measure_gops(s, threads, [&] { mm.run(); });
+  const Rate g = measure_gops(s, threads, [&] { mm.run(); });
   cache[key] = g;
   return g;
 }
@@ -291,28 +308,29 @@ double onednn_inexact_fraction(const Shape& s, OneDnnMatmul& mm, std::int32_t a_
   const Inputs& in = inputs(s);
   const qg::PackedMatrix pb =
       qg::pack_b(in.b_uniform.data(), s.K, s.N, s.K, qg::BLayout::kNxK, 0, qg::best_path(qg::compiled_paths() & qg::cpu_paths()));
-  std::vector<std::int32_t> exact(static_cast<std::size_t>(s.M * s.N));
+  DynTensor<std::int32_t> exact({s.M, s.N});
   qg::gemm(in.a.data(), s.M, s.K, s.K, a_zp, pb, qg::Output::int32(exact.data(), s.N));
   mm.run();
-  const std::int32_t* got = static_cast<const std::int32_t*>(mm.c.get_data_handle());
+  const std::int32_t* got = mm.c_s32.data();
   std::size_t diff = 0;
-  for (std::size_t i = 0; i < exact.size(); ++i) diff += got[i] != exact[i];
-  return static_cast<double>(diff) / static_cast<double>(exact.size());
+  for (Index i = 0; i < exact.numel(); ++i) diff += got[i] != exact[i];
+  return static_cast<double>(diff) / static_cast<double>(exact.numel());
 }
 
 void BM_GemmOneDnn(benchmark::State& state, Shape s, int threads, bool int8, std::int32_t a_zp = 0) {
   set_threads(threads);
   OneDnnMatmul mm(s, int8, a_zp);
   state.SetLabel(mm.impl + (a_zp ? " zp=" + std::to_string(a_zp) : std::string()));
+  CallTimes t = call_times(threads);
   for (auto _ : state) {
-    mm.run();
+    t.time([&] { mm.run(); });
     benchmark::ClobberMemory();
   }
   state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
-  if (int8) {
+  qaware_bench::set_call_counters(state, t, gops(s) * 1e9, "GOPS");
+  if (int8 && !t.empty()) {
     state.counters["inexact"] = onednn_inexact_fraction(s, mm, a_zp);
-    state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
-                                                   benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["vs_fp32"] = gops(s) / t.median() / eigen_gops(s, threads).median;
   }
 }
 #endif
@@ -326,9 +344,9 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, W
   const qg::PackedMatrix& pb = packed(s, path, w);
   const std::uint8_t* a = w == Weights::kInit ? in.a_ln.data() : in.a.data();
   const std::int32_t za = w == Weights::kInit ? kLnZeroPoint : kAZeroPoint;
-  std::vector<std::int32_t> c32;
-  std::vector<std::uint8_t> c8;
-  std::vector<float> scales(static_cast<std::size_t>(s.N), 0.002f), bias(static_cast<std::size_t>(s.N), 0.1f);
+  DynTensor<std::int32_t> c32;
+  DynTensor<std::uint8_t> c8;
+  DynTensor<float> scales({s.N}, 0.002f), bias({s.N}, 0.1f);
   qg::Dequantize dq;
   dq.a_scale = 0.05f;
   dq.b_scales = scales.data();
@@ -337,14 +355,15 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, W
   dq.activation = qg::Activation::kRelu;
   qg::Output out = qg::Output::int32(nullptr, s.N);
   if (requant) {
-    c8.resize(static_cast<std::size_t>(s.M * s.N));
+    c8 = DynTensor<std::uint8_t>({s.M, s.N});
     out = qg::Output::requantize(c8.data(), s.N, dq, 0.1f, 0);
   } else {
-    c32.resize(static_cast<std::size_t>(s.M * s.N));
+    c32 = DynTensor<std::int32_t>({s.M, s.N});
     out = qg::Output::int32(c32.data(), s.N);
   }
+  CallTimes t = call_times(threads);
   for (auto _ : state) {
-    qg::gemm(a, s.M, s.K, s.K, za, pb, out);
+    t.time([&] { qg::gemm(a, s.M, s.K, s.K, za, pb, out); });
     benchmark::ClobberMemory();
   }
   const char* fmt = pb.format() == qg::detail::Format::kAvx2Quads  ? "maddubs"
@@ -353,14 +372,17 @@ void BM_GemmOurs(benchmark::State& state, Shape s, int threads, qg::Path path, W
                                                                      : qg::path_name(path);
   state.SetLabel(std::string(fmt) + (pb.correction_count() ? " corrections=" + std::to_string(pb.correction_count()) : ""));
   state.counters["GOPS"] = benchmark::Counter(gops(s), benchmark::Counter::kIsIterationInvariantRate);
-  // Ratios: this run's rate against the cached baselines.
-  state.counters["vs_fp32"] = benchmark::Counter(gops(s) / eigen_gops(s, threads),
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  qaware_bench::set_call_counters(state, t, gops(s) * 1e9, "GOPS");
+  if (t.empty()) return;
+  // Ratios: this row's median and best call against the cached baselines'.
+  const double med = gops(s) / t.median(), best = gops(s) / t.best();
+  state.counters["vs_fp32"] = med / eigen_gops(s, threads).median;
 #if defined(QAWARE_BENCH_HAVE_DNNL)
-  state.counters["vs_onednn"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads, 0),
-                                                   benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["vs_onednn_zp"] = benchmark::Counter(gops(s) / onednn_int8_gops(s, threads, kAZeroPoint),
-                                                      benchmark::Counter::kIsIterationInvariantRate);
+  const Rate dnn = onednn_int8_gops(s, threads, 0), dnn_zp = onednn_int8_gops(s, threads, kAZeroPoint);
+  state.counters["vs_onednn"] = med / dnn.median;
+  state.counters["vs_onednn_best"] = best / dnn.best;
+  state.counters["vs_onednn_zp"] = med / dnn_zp.median;
+  state.counters["vs_onednn_zp_best"] = best / dnn_zp.best;
 #endif
 }
 
@@ -386,7 +408,7 @@ void register_all() {
   const double min_time = mt ? std::max(0.01, std::atof(mt)) : 0.5;
   const bool with_scalar = std::getenv("QAWARE_BENCH_SCALAR") != nullptr;  // slow; off by default
   for (int threads : bench_threads()) {
-    for (const Shape& s : kShapes) {
+    for (const Shape& s : bench_shapes()) {
       auto reg = [&](const std::string& name, auto fn) {
         auto* b = benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->MinTime(min_time);
         // One thread: CPU time of the benchmark thread (other processes on the
@@ -421,6 +443,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const qg::Path runnable = qg::compiled_paths() & qg::cpu_paths();
+  benchmark::AddCustomContext("qaware_compiled_paths", qg::paths_string(qg::compiled_paths()));
   benchmark::AddCustomContext("qaware_paths", qg::paths_string(runnable));
   benchmark::AddCustomContext("qaware_best_path", qg::path_name(qg::best_path(runnable)));
 #if defined(QAWARE_BENCH_HAVE_DNNL)
