@@ -101,9 +101,9 @@ constexpr Index kAvx2QuadsKC = 512;
 // The maddubs format is used when at most 1 in this many K pairs needs a correction.
 constexpr Index kAvx2MaxCorrectionRatio = 512;
 // pack_b_for_a takes the A-fixed quads when at most 1 in this many of the
-// shown A's K pairs needs a repair. Each costs several pairs' worth of kernel
-// work; measured on Zen 3 (768 x 768 x 1024), the format beat the int16 pairs
-// by 1.1-1.2x at 1.8-2.5 % repairs and lost at 5.3 %.
+// shown A's K pairs needs a repair. Each repair costs several pairs' worth of
+// kernel work, so past about 1 in 25 the int16 pairs are the cheaper format
+// (the crossover is measured in benchmarks/HISTORY.md).
 constexpr Index kAvx2MaxACorrectionRatio = 25;
 // The a_shift of an A-fixed PackedMatrix packed without a view of A.
 constexpr std::int32_t kAvx2DefaultAShift = 64;
@@ -237,9 +237,8 @@ inline void check_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLay
 
 // Vector helpers for packing an N x K B (each column's K values contiguous),
 // used where the CPU has AVX2; they produce the bytes the scalar loops do.
-// In QAT the weights change every step, so they are packed every forward:
-// in a BERT-base block's training step (1 thread, Zen 3) the scalar loops
-// took 12-17 ms of it, these 3-4 ms.
+// In QAT the weights change every step, so they are packed every forward and
+// packing is on the training step's critical path.
 inline bool pack_avx2_available() { return QAWARE_GEMM_X86 && has(cpu_paths(), Path::kAvx2); }
 
 #if QAWARE_GEMM_X86

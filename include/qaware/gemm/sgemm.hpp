@@ -236,7 +236,8 @@ __attribute__((target("avx2,fma"))) inline void kernel_6x16(Index kc, const floa
                                                              Index ldc, Index mr, Index nr, bool accumulate) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  // The C rows this tile ends in, fetched while the k loop runs (5-10 % here).
+  // The C rows this tile ends in, fetched while the k loop runs, so the
+  // epilogue's read of C does not wait on memory.
   for (Index r = 0; r < mr; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
 #pragma GCC unroll 4
   for (Index k = 0; k < kc; ++k, a += MR, b += NR) {

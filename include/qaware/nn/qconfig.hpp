@@ -143,8 +143,8 @@ struct QConfig {
   QuantConfig weight = QuantConfig::weight(8);
   QuantConfig activation = QuantConfig::activation(8);
   // QATLinear computes x W^T on the INT8 GEMM when its input and weight
-  // points allow it (exact integer products, the exported model's numbers,
-  // and faster); false keeps Eigen's float product of the fake-quantized
+  // points allow it (exact integer products, the exported model's numbers);
+  // false keeps Eigen's float product of the fake-quantized
   // values. The two differ by float rounding only.
   bool integer_linear = true;
 

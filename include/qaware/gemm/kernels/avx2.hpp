@@ -23,7 +23,7 @@
 // Micro-kernels: int16 pairs 6 rows x 16 columns (12 ymm accumulators, 2 ymm of
 // B, one broadcast A pair per row per step); maddubs 4 rows x 24 columns (12
 // accumulators, B read as memory operands, 4 broadcasts per K quad: fewer
-// broadcasts per multiply, measured faster on Zen 3). K blocks keep the B
+// broadcasts per multiply, which bound this kernel's rate). K blocks keep the B
 // sub-panel (8 / 12 KiB) in L1.
 
 #include <cstdint>

@@ -12,9 +12,8 @@
 // block the micro-kernel finishes int32 and float outputs itself (micro_out:
 // compensation, scale, bias, ReLU and masked stores into C from the
 // accumulators), and A is packed by an 8 x 16 dword transpose per 64 K values
-// (pack_rows). On a Zen 5 core these two raised our rate by 2-5 % at -O3
-// and by 1.2-1.4x at -O2, where the generic packing and epilogue loops are
-// not vectorised (benchmarks/RESULTS.md). The loops over the fixed register
+// (pack_rows), so neither depends on the compiler vectorising the generic
+// packing and epilogue loops (at -O2 it does not). The loops over the fixed register
 // arrays carry QAWARE_GEMM_UNROLL: a loop left rolled at -O2 indexes them at
 // run time and puts all 24 accumulators on the stack.
 
