@@ -745,9 +745,9 @@ std::pair<float, float> range_of(const DynTensor<float>& t) {
 //   affine:    scale = max((max(hi, 0) - min(lo, 0)) / (qmax - qmin), eps),
 //              zp = clamp(qmin - nearbyint(min(lo, 0) / scale), qmin, qmax)
 //   symmetric: scale = max(max(-min(lo, 0), max(hi, 0)) / ((qmax - qmin) / 2), eps), zp = 0 (signed)
-QParams ref_qparams(float lo, float hi, std::int64_t qmin, std::int64_t qmax, bool symmetric) {
+ScaleZeroPoint ref_qparams(float lo, float hi, std::int64_t qmin, std::int64_t qmax, bool symmetric) {
   const float mn = std::min(lo, 0.0f), mx = std::max(hi, 0.0f);
-  QParams q;
+  ScaleZeroPoint q;
   if (symmetric) {
     q.scale = std::max(std::max(-mn, mx) / (static_cast<float>(qmax - qmin) / 2.0f), kQuantEps);
     q.zero_point = 0;
@@ -769,7 +769,7 @@ double ref_quantile(std::vector<float> v, double q) {
   return a + rounded((b - a) * (h - static_cast<double>(i)));
 }
 
-void expect_qparams_equal(const std::string& what, const QuantParams& got, const QParams& want, std::size_t c = 0) {
+void expect_qparams_equal(const std::string& what, const QuantParams& got, const ScaleZeroPoint& want, std::size_t c = 0) {
   EXPECT(got.scale.size() > c && got.scale[c] == want.scale && got.zero_point[c] == want.zero_point, what,
          " channel ", c, ": (scale, zp) = (", got.scale.size() > c ? got.scale[c] : -1.0f, ", ",
          got.zero_point.size() > c ? got.zero_point[c] : -1, "), want (", want.scale, ", ", want.zero_point, ")");
@@ -794,10 +794,10 @@ std::string section_observers() {
 
   // choose_qparams against the formulas, affine uint8 and symmetric int8.
   for (auto [lo, hi] : {std::pair<float, float>{lo1, hi1}, {lo2, hi2}, {0.25f, 3.0f}, {-2.0f, -0.5f}}) {
-    const QParams a = choose_qparams(lo, hi, u8), ra = ref_qparams(lo, hi, 0, 255, false);
+    const ScaleZeroPoint a = choose_qparams(lo, hi, u8), ra = ref_qparams(lo, hi, 0, 255, false);
     EXPECT(a.scale == ra.scale && a.zero_point == ra.zero_point, "choose_qparams(", lo, ", ", hi, ", uint8) = (",
            a.scale, ", ", a.zero_point, "), want (", ra.scale, ", ", ra.zero_point, ")");
-    const QParams s = choose_qparams(lo, hi, s8), rs = ref_qparams(lo, hi, -128, 127, true);
+    const ScaleZeroPoint s = choose_qparams(lo, hi, s8), rs = ref_qparams(lo, hi, -128, 127, true);
     EXPECT(s.scale == rs.scale && s.zero_point == 0, "choose_qparams(", lo, ", ", hi, ", int8 symmetric) = (",
            s.scale, ", ", s.zero_point, "), want (", rs.scale, ", 0)");
   }
@@ -899,7 +899,7 @@ std::string section_observers() {
     int best = 0;
     for (int k = 1; k <= K; ++k) {
       const double frac = static_cast<double>(k) / K;
-      const QParams qp = ref_qparams(static_cast<float>(lo2 * frac), static_cast<float>(hi2 * frac), 0, 255, false);
+      const ScaleZeroPoint qp = ref_qparams(static_cast<float>(lo2 * frac), static_cast<float>(hi2 * frac), 0, 255, false);
       double e = 0;
       for (Index i = 0; i < N; ++i) {
         const double d = static_cast<double>(ref_fq(b2[i], qp.scale, qp.zero_point, 0, 255)) - b2[i];
@@ -924,11 +924,11 @@ std::string section_observers() {
     FakeQuantizeConfig cfg;  // uint8 affine, moving average 0.01
     FakeQuantize<float> fq(cfg);
     const DynTensor<float> y1 = fq.forward(b1);
-    const QParams w1 = ref_qparams(lo1, hi1, 0, 255, false);
+    const ScaleZeroPoint w1 = ref_qparams(lo1, hi1, 0, 255, false);
     expect_qparams_equal("FakeQuantize after one batch", fq.qparams(), w1);
     check_fq("FakeQuantize forward", b1, y1.data(), expect_fq<float>(b1, {w1.scale}, {w1.zero_point}, -1, 0, 255));
     // On the tape with the second batch: the moving average moves, the mask is the STE's.
-    const QParams w2 = ref_qparams(ma_lo, ma_hi, 0, 255, false);
+    const ScaleZeroPoint w2 = ref_qparams(ma_lo, ma_hi, 0, 255, false);
     const FqExpect<float> e2 = expect_fq<float>(b2, {w2.scale}, {w2.zero_point}, -1, 0, 255);
     check_fq_tape("FakeQuantize tape", b2, e2, SteMode::Clipped, rng,
                   [&](Var<float> v, SteMode) { return fq.forward(v.tape(), v); });
@@ -975,7 +975,7 @@ std::string section_observers() {
     }
     // The per-channel weight configuration of QConfig.
     const DynTensor<float> w = randn<float>(Shape{9, 113}, rng, 0.05);
-    FakeQuantize<float> wf(nn::QuantConfig::weight().fake_quantize_config());
+    FakeQuantize<float> wf(FakeQuantizeConfig::weight());
     const DynTensor<float> yw = wf.forward(w);
     const QuantParams qw = wf.qparams();
     expect_sane("weight FakeQuantize", qw);
@@ -1766,7 +1766,7 @@ void check_qat_linear(const nn::QConfig& qc, const std::string& name, Rng& rng) 
   EXPECT(y.shape() == Shape({B, T, OUT}) && all_finite(y.value()), tag, ": output ", y.shape().str());
   expect_grads(tag, lin);
   const bool quant = qc.enabled();
-  EXPECT(lin.last_forward_was_integer() == (quant && !qc.weight.learnable), tag, ": integer GEMM used ",
+  EXPECT(lin.last_forward_was_integer() == (quant && !qc.weight->learnable), tag, ": integer GEMM used ",
          lin.last_forward_was_integer());
   // The integer form: present exactly when the forward was integer, with
   // the points' parameters; the ops-level kernel with it gives the forward.
@@ -1797,14 +1797,14 @@ void check_qat_linear(const nn::QConfig& qc, const std::string& name, Rng& rng) 
     EXPECT(!qi.per_channel && qw.per_channel && qw.channels() == static_cast<std::size_t>(OUT), tag, ": qparams layout");
     for (Index i = 0; i < R * IN; ++i) {
       xq[static_cast<std::size_t>(i)] = ref_fq(x[i], qi.scale[0], qi.zero_point[0], qi.quant_min, qi.quant_max);
-      mx[static_cast<std::size_t>(i)] = ste_in_range(x[i], qi.scale[0], qi.zero_point[0], qi.quant_min, qi.quant_max, qc.activation.learnable);
+      mx[static_cast<std::size_t>(i)] = ste_in_range(x[i], qi.scale[0], qi.zero_point[0], qi.quant_min, qi.quant_max, qc.activation->learnable);
     }
     for (Index o = 0; o < OUT; ++o)
       for (Index i = 0; i < IN; ++i) {
         const float w = lin.weight().value()[o * IN + i];
         const std::size_t k = static_cast<std::size_t>(o * IN + i), c = static_cast<std::size_t>(o);
         wq[k] = ref_fq(w, qw.scale[c], qw.zero_point[c], qw.quant_min, qw.quant_max);
-        mw[k] = ste_in_range(w, qw.scale[c], qw.zero_point[c], qw.quant_min, qw.quant_max, qc.weight.learnable);
+        mw[k] = ste_in_range(w, qw.scale[c], qw.zero_point[c], qw.quant_min, qw.quant_max, qc.weight->learnable);
       }
   }
   Mat yw(static_cast<std::size_t>(R * OUT)), ym(yw.size()), dxw(static_cast<std::size_t>(R * IN), 0.0), dxm(dxw);
@@ -1958,10 +1958,10 @@ std::string section_layers() {
   // Embeddings, heads and the whole model.
   nn::BertConfig bc;
   bc.vocab_size = 50;
-  bc.hidden = C;
+  bc.block.hidden = C;
   bc.layers = 2;
-  bc.heads = NH;
-  bc.intermediate = FF;
+  bc.block.heads = NH;
+  bc.block.intermediate = FF;
   bc.max_positions = 16;
   DynTensor<std::int64_t> ids(Shape{B, T}), types(Shape{B, T});
   for (Index i = 0; i < B * T; ++i) {
@@ -1972,7 +1972,7 @@ std::string section_layers() {
     const nn::QConfig& qc = configs[k];
     const std::string n = names[k];
     nn::BertConfig cfg = bc;
-    if (k == 0) cfg.hidden_dropout = cfg.attention_dropout = 0.0;
+    if (k == 0) cfg.block.hidden_dropout = cfg.block.attention_dropout = 0.0;
     cfg.quantize_embedding_tables = k == 2;
     {
       nn::QATBertEmbeddings<float> emb(cfg.embeddings(), rng, qc);
@@ -2437,7 +2437,7 @@ std::string section_io() {
     bc.heads = 2;
     bc.intermediate = 64;
     nn::QConfig qc;
-    qc.weight.learnable = true;
+    qc.weight->learnable = true;
     nn::QATTransformerBlock<float> a(bc, qc, 1), b(bc, qc, 2);
     const DynTensor<float> x = randn<float>(Shape{2, 8, 32}, rng);
     {
@@ -2478,7 +2478,7 @@ struct BertClassifier : nn::Module<float> {
   nn::QATBertModel<float> bert;
   nn::QATClassifierHead<float> head;
   BertClassifier(const nn::BertConfig& bc, const nn::QConfig& qc, std::uint64_t seed)
-      : init(seed), bert(bc, init, nn::ModelQConfig(qc)), head(bc.hidden, 2, init, qc, 0.1) {}
+      : init(seed), bert(bc, init, nn::ModelQConfig(qc)), head(bc.block.hidden, 2, init, qc, 0.1) {}
   void visit(nn::Visitor<float>& v) override {
     v.child("bert", bert);
     v.child("classifier", head);
@@ -2496,17 +2496,17 @@ struct TrainingRun {
   static nn::BertConfig config() {
     nn::BertConfig bc;
     bc.vocab_size = 20;
-    bc.hidden = 32;
+    bc.block.hidden = 32;
     bc.layers = 1;
-    bc.heads = 2;
-    bc.intermediate = 64;
+    bc.block.heads = 2;
+    bc.block.intermediate = 64;
     bc.max_positions = 8;
     bc.seed = 4;
     return bc;
   }
   static nn::QConfig qconfig() {
     nn::QConfig qc;
-    qc.weight.learnable = true;  // LSQ weight scales; activations keep their observers
+    qc.weight->learnable = true;  // LSQ weight scales; activations keep their observers
     return qc;
   }
   static nn::ParamGroupOptions groups() {

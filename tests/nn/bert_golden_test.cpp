@@ -31,14 +31,14 @@ using test::Fixture;
 nn::BertConfig tiny_config() {
   nn::BertConfig c;
   c.vocab_size = 40;
-  c.hidden = 32;
+  c.block.hidden = 32;
   c.layers = 2;
-  c.heads = 2;
-  c.intermediate = 64;
+  c.block.heads = 2;
+  c.block.intermediate = 64;
   c.max_positions = 16;
   c.type_vocab_size = 2;
-  c.hidden_dropout = 0.0;
-  c.attention_dropout = 0.0;
+  c.block.hidden_dropout = 0.0;
+  c.block.attention_dropout = 0.0;
   return c;
 }
 

@@ -55,8 +55,8 @@ TEST(QatLinearTest, UsesTheIntegerProductWhenItsPointsAllowIt) {
   EXPECT_FALSE(run(nn::QConfig::fp32(), nullptr, nullptr));
   EXPECT_FALSE(run(nn::QConfig::lsq(), nullptr, nullptr));
   nn::QConfig affine_weights = nn::QConfig::w8a8();
-  affine_weights.weight.symmetric = false;
-  affine_weights.weight.is_signed = false;
+  affine_weights.weight->spec.symmetric = false;
+  affine_weights.weight->spec.is_signed = false;
   EXPECT_FALSE(run(affine_weights, nullptr, nullptr));
   // 4-bit weights and activations are int8 / uint8 codes: integer.
   EXPECT_TRUE(run(nn::QConfig::wa(4, 4), nullptr, nullptr));
@@ -69,7 +69,7 @@ TEST(QatLinearTest, IntegerLinearParamsAreThePointsParametersAndTheForwardUsesTh
   for (bool per_row : {true, false}) {
     Rng rng(21);
     nn::QConfig qc = nn::QConfig::w8a8();
-    if (!per_row) qc.weight.granularity = nn::Granularity::PerTensor;
+    if (!per_row) qc.weight->spec.per_channel = false;
     nn::QATLinear<float> layer(48, 20, rng, qc);
     init::normal(layer.bias().value(), rng, 0.0, 0.1);
     DynTensor<float> x(Shape{5, 48});
@@ -123,14 +123,14 @@ TEST(QatLinearTest, IntegerLinearParamsSayWhyNot) {
   EXPECT_EQ(reason(nn::QConfig::fp32()), "the input is not quantized");
   EXPECT_EQ(reason(nn::QConfig::lsq()), "learnable (LSQ) scales");
   nn::QConfig affine = nn::QConfig::w8a8();
-  affine.weight.symmetric = false;
+  affine.weight->spec.symmetric = false;
   EXPECT_NE(reason(affine).find("the weight is affine"), std::string::npos) << reason(affine);
   nn::QConfig by_column = nn::QConfig::w8a8();
-  by_column.weight.axis = 1;
+  by_column.weight->spec.axis = 1;
   EXPECT_EQ(reason(by_column), "the weight is quantized per channel along an axis other than the output rows");
   // int8 activations have an integer form too.
   nn::QConfig signed_input = nn::QConfig::w8a8();
-  signed_input.activation.is_signed = true;
+  signed_input.activation->spec.is_signed = true;
   {
     Rng rng(3);
     nn::QATLinear<float> layer(8, 4, rng, signed_input);

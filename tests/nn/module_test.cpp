@@ -123,21 +123,21 @@ TEST(QConfigTest, LastMatchingOverrideWins) {
   nn::ModelQConfig cfg(nn::QConfig::w8a8());
   cfg.override_pattern("*.dense", nn::QConfig::wa(4, 8));
   cfg.override_pattern("encoder.layer.0.*", nn::QConfig::fp32());
-  EXPECT_EQ(cfg.resolve("encoder.layer.1.attention.self.query").weight.bits, 8);
-  EXPECT_EQ(cfg.resolve("encoder.layer.1.output.dense").weight.bits, 4);
+  EXPECT_EQ(cfg.resolve("encoder.layer.1.attention.self.query").weight->spec.bits, 8);
+  EXPECT_EQ(cfg.resolve("encoder.layer.1.output.dense").weight->spec.bits, 4);
   EXPECT_FALSE(cfg.resolve("encoder.layer.0.output.dense").enabled());  // both match; the later one wins
 }
 
 TEST(QConfigTest, W4A8FeedForwardChangesTheRangesUsed) {
   nn::BertConfig bc;
   bc.vocab_size = 20;
-  bc.hidden = 16;
+  bc.block.hidden = 16;
   bc.layers = 2;
-  bc.heads = 2;
-  bc.intermediate = 32;
+  bc.block.heads = 2;
+  bc.block.intermediate = 32;
   bc.max_positions = 8;
-  bc.hidden_dropout = bc.attention_dropout = 0.0;
-  bc.init_std = 0.3;
+  bc.block.hidden_dropout = bc.block.attention_dropout = 0.0;
+  bc.block.init_std = 0.3;
   nn::ModelQConfig mixed(nn::QConfig::w8a8());
   mixed.override_pattern("encoder.layer.*.intermediate.dense", nn::QConfig::wa(4, 8));
   Rng r1(5), r2(5);
@@ -201,7 +201,7 @@ TEST(StateDictTest, RoundTripThroughSafetensorsReproducesTheBlock) {
   nn::BlockConfig bc = small_block();
   bc.quantize_probs = true;
   nn::QConfig qc = nn::QConfig::w8a8();
-  qc.activation.learnable = true;  // learnable activations, observed weights
+  qc.activation->learnable = true;  // learnable activations, observed weights
   nn::QATTransformerBlock<float> a(bc, qc, 1);
   Rng rng(9);
   const DynTensor<float> mask = padding_mask(2, 5, {5, 3});
@@ -421,14 +421,14 @@ TEST(GradientTest, PostAndPreLayerNormBlocksMatchFiniteDifferences) {
 TEST(GradientTest, EmbeddingsPoolerAndHeadsMatchFiniteDifferences) {
   nn::BertConfig bc;
   bc.vocab_size = 7;
-  bc.hidden = 6;
+  bc.block.hidden = 6;
   bc.layers = 1;
-  bc.heads = 2;
-  bc.intermediate = 8;
+  bc.block.heads = 2;
+  bc.block.intermediate = 8;
   bc.max_positions = 4;
-  bc.hidden_dropout = bc.attention_dropout = 0.0;
-  bc.layer_norm_eps = 1e-5;
-  bc.init_std = 0.5;
+  bc.block.hidden_dropout = bc.block.attention_dropout = 0.0;
+  bc.block.layer_norm_eps = 1e-5;
+  bc.block.init_std = 0.5;
   Rng rng(2);
   nn::QATBertModel<double> model(bc, rng, nn::ModelQConfig(nn::QConfig::fp32()));
   nn::QATMLMHead<double> mlm(6, 7, rng, nn::QConfig::fp32(), 1e-5, 0.5);
@@ -489,10 +489,10 @@ TEST(ErrorTest, BadConfigurationsAndInputsNameTheValues) {
 
   nn::BertConfig bc;
   bc.vocab_size = 5;
-  bc.hidden = 4;
+  bc.block.hidden = 4;
   bc.layers = 1;
-  bc.heads = 2;
-  bc.intermediate = 4;
+  bc.block.heads = 2;
+  bc.block.intermediate = 4;
   bc.max_positions = 3;
   Rng rng(1);
   nn::QATBertModel<float> model(bc, rng, nn::ModelQConfig(nn::QConfig::fp32()));

@@ -43,12 +43,12 @@ void make_batch(Rng& rng, Index B, Index T, DynTensor<std::int64_t>& ids, DynTen
 std::pair<double, double> train_classifier(const nn::QConfig& qc, int steps) {
   nn::BertConfig bc;
   bc.vocab_size = 10;
-  bc.hidden = 32;
+  bc.block.hidden = 32;
   bc.layers = 1;
-  bc.heads = 2;
-  bc.intermediate = 64;
+  bc.block.heads = 2;
+  bc.block.intermediate = 64;
   bc.max_positions = 8;
-  bc.hidden_dropout = bc.attention_dropout = 0.0;
+  bc.block.hidden_dropout = bc.block.attention_dropout = 0.0;
   Rng init(1), data(2);
   nn::QATBertModel<float> model(bc, init, nn::ModelQConfig(qc));
   nn::QATClassifierHead<float> head(32, 2, init, qc, 0.0);
@@ -121,7 +121,7 @@ struct TrainingRun {
   }
   static nn::QConfig qconfig() {
     nn::QConfig q = nn::QConfig::w8a8();
-    q.weight.learnable = true;  // LSQ weight scales; activations keep moving-average observers
+    q.weight->learnable = true;  // LSQ weight scales; activations keep moving-average observers
     return q;
   }
   explicit TrainingRun(std::uint64_t init_seed)

@@ -51,11 +51,11 @@ TEST(QParamsTest, ChooseQParamsMatchesTorchBitForBit) {
     const auto fscale = f.get<float>(p + "fused_scale");
     const auto fzp = f.get<std::int64_t>(p + "fused_zero_point");
     for (Index i = 0; i < mins.numel(); ++i) {
-      const QParams q = choose_qparams(mins[i], maxs[i], spec);
+      const ScaleZeroPoint q = choose_qparams(mins[i], maxs[i], spec);
       EXPECT_TRUE(test::bits_equal(&q.scale, &scale[i], 1, "scale " + std::to_string(mins[i]) + "," + std::to_string(maxs[i])));
       EXPECT_EQ(q.zero_point, zp[i]) << "[" << mins[i] << ", " << maxs[i] << "]";
       if (i < fscale.numel()) {
-        const QParams fq = choose_qparams(mins[i], maxs[i], spec, QParamsAlgorithm::Fused);
+        const ScaleZeroPoint fq = choose_qparams(mins[i], maxs[i], spec, QParamsAlgorithm::Fused);
         EXPECT_TRUE(test::bits_equal(&fq.scale, &fscale[i], 1, "fused scale " + std::to_string(mins[i]) + "," + std::to_string(maxs[i])));
         EXPECT_EQ(fq.zero_point, fzp[i]) << "fused [" << mins[i] << ", " << maxs[i] << "]";
       }
@@ -65,7 +65,7 @@ TEST(QParamsTest, ChooseQParamsMatchesTorchBitForBit) {
 
 TEST(QParamsTest, ConventionsOnHandPickedRanges) {
   // Independent of the goldens: the formulas in qparams.hpp on exact cases.
-  const QParams a = choose_qparams(-1.0f, 3.0f, QuantSpec::uint8(false));
+  const ScaleZeroPoint a = choose_qparams(-1.0f, 3.0f, QuantSpec::uint8(false));
   EXPECT_EQ(a.scale, 4.0f / 255.0f);
   EXPECT_EQ(a.zero_point, 64);  // 0 - round(-1 / (4/255)) = round(63.75)
   EXPECT_EQ(choose_qparams(-1.0f, 3.0f, QuantSpec::int8(true)).scale, 3.0f / 127.5f);
@@ -236,7 +236,7 @@ TEST(ObserverTest, MseChoosesTheErrorMinimisingRange) {
   MseObserver obs(spec, 50);
   obs.observe(x);
   auto error_of_range = [&](float lo, float hi) {
-    const QParams q = choose_qparams(lo, hi, spec);
+    const ScaleZeroPoint q = choose_qparams(lo, hi, spec);
     const auto y = fake_quantize_per_tensor_affine(x, q.scale, q.zero_point, -8, 7);
     double e = 0;
     for (Index i = 0; i < x.numel(); ++i) e += (double(y[i]) - double(x[i])) * (double(y[i]) - double(x[i]));

@@ -83,12 +83,14 @@ class QATAttention : public Module<Scalar> {
     q_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
     k_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
     v_fq_ = mm ? QuantPoint<Scalar>(qc.activation, C_) : QuantPoint<Scalar>();
-    QuantConfig per_tensor = qc.activation;
-    per_tensor.granularity = Granularity::PerTensor;
+    std::optional<FakeQuantizeConfig> per_tensor = qc.activation;
+    if (per_tensor) per_tensor->spec.per_channel = false;
     scores_fq_ = opt_.quantize_scores ? QuantPoint<Scalar>(per_tensor) : QuantPoint<Scalar>();
-    QuantConfig probs = per_tensor;
-    probs.is_signed = false;
-    probs.symmetric = false;
+    std::optional<FakeQuantizeConfig> probs = per_tensor;
+    if (probs) {
+      probs->spec.is_signed = false;
+      probs->spec.symmetric = false;
+    }
     probs_fq_ = (opt_.quantize_probs || mm) ? QuantPoint<Scalar>(probs) : QuantPoint<Scalar>();
   }
 

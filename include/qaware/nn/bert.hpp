@@ -22,57 +22,31 @@
 namespace qaware {
 namespace nn {
 
+// `block` configures every encoder layer (sizes, dropout, LayerNorm eps,
+// init std, quantization switches); the embeddings and the pooler take its
+// hidden size, hidden dropout, LayerNorm eps and init std. The other fields
+// are the model's own.
 struct BertConfig {
-  Index vocab_size = 30522;
-  Index hidden = 768;
+  BlockConfig block;
   Index layers = 12;
-  Index heads = 12;
-  Index intermediate = 3072;
+  Index vocab_size = 30522;
   Index max_positions = 512;
   Index type_vocab_size = 2;
-  double hidden_dropout = 0.1;
-  double attention_dropout = 0.1;
-  double layer_norm_eps = 1e-12;
-  double init_std = 0.02;
   bool add_pooler = true;
   bool quantize_embedding_tables = false;
-  // Block switches (BlockConfig) applied to every layer.
-  bool pre_layer_norm = false;
-  bool quantize_scores = true;
-  bool quantize_probs = false;
-  bool quantize_matmul_inputs = false;
-  bool quantize_layer_norm_output = false;
-  bool quantize_gelu_output = false;
-  std::uint64_t seed = 0;  // dropout streams
+  std::uint64_t seed = 0;  // dropout streams of the whole model (Module::seed overrides block.seed)
 
-  BlockConfig block() const {
-    BlockConfig b;
-    b.hidden = hidden;
-    b.heads = heads;
-    b.intermediate = intermediate;
-    b.hidden_dropout = hidden_dropout;
-    b.attention_dropout = attention_dropout;
-    b.layer_norm_eps = layer_norm_eps;
-    b.pre_layer_norm = pre_layer_norm;
-    b.quantize_scores = quantize_scores;
-    b.quantize_probs = quantize_probs;
-    b.quantize_matmul_inputs = quantize_matmul_inputs;
-    b.quantize_layer_norm_output = quantize_layer_norm_output;
-    b.quantize_gelu_output = quantize_gelu_output;
-    b.init_std = init_std;
-    return b;
-  }
   EmbeddingConfig embeddings() const {
     EmbeddingConfig e;
     e.vocab_size = vocab_size;
-    e.hidden = hidden;
+    e.hidden = block.hidden;
     e.max_positions = max_positions;
     e.type_vocab_size = type_vocab_size;
-    e.layer_norm_eps = layer_norm_eps;
-    e.dropout = hidden_dropout;
-    e.init_std = init_std;
+    e.layer_norm_eps = block.layer_norm_eps;
+    e.dropout = block.hidden_dropout;
+    e.init_std = block.init_std;
     e.quantize_tables = quantize_embedding_tables;
-    e.quantize_layer_norm_output = quantize_layer_norm_output;
+    e.quantize_layer_norm_output = block.quantize_layer_norm_output;
     return e;
   }
 };
@@ -91,10 +65,10 @@ class QATBertModel : public Module<Scalar> {
 
   QATBertModel(const BertConfig& cfg, Rng& rng, const ModelQConfig& qconfig = ModelQConfig())
       : cfg_(cfg), embeddings_(cfg.embeddings(), rng, qconfig.default_config()),
-        pooler_(cfg.hidden, rng, qconfig.default_config(), cfg.init_std) {
+        pooler_(cfg.block.hidden, rng, qconfig.default_config(), cfg.block.init_std) {
     QAWARE_CHECK(cfg.layers >= 0, "QATBertModel: layers must be >= 0, got ", cfg.layers);
     layers_.reserve(static_cast<std::size_t>(cfg.layers));
-    for (Index i = 0; i < cfg.layers; ++i) layers_.emplace_back(cfg.block(), rng, qconfig.default_config());
+    for (Index i = 0; i < cfg.layers; ++i) layers_.emplace_back(cfg.block, rng, qconfig.default_config());
     apply_qconfig(*this, qconfig);
     this->seed(cfg.seed);
   }

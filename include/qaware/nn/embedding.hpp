@@ -64,8 +64,7 @@ class QATBertEmbeddings : public Module<Scalar> {
   void configure(const QConfig& qc) override {
     const bool on = cfg_.quantize_tables;
     auto point = [&](Index rows) {
-      return on ? QuantPoint<Scalar>(qc.weight, qc.weight.per_channel() ? table_channels(qc.weight, rows) : 0)
-                : QuantPoint<Scalar>();
+      return on ? QuantPoint<Scalar>(qc.weight, table_channels(qc.weight, rows)) : QuantPoint<Scalar>();
     };
     word_fq_ = point(cfg_.vocab_size);
     pos_fq_ = point(cfg_.max_positions);
@@ -104,9 +103,12 @@ class QATBertEmbeddings : public Module<Scalar> {
   const EmbeddingConfig& config() const { return cfg_; }
 
  private:
-  Index table_channels(const QuantConfig& c, Index rows) const {
-    const int a = c.axis < 0 ? c.axis + 2 : c.axis;
-    QAWARE_CHECK(a == 0 || a == 1, "QATBertEmbeddings: table channel axis ", c.axis, " is out of range");
+  // Channel count of a per-channel table point along its axis (0: not per channel).
+  Index table_channels(const std::optional<FakeQuantizeConfig>& c, Index rows) const {
+    if (!c || !c->spec.per_channel) return 0;
+    const int axis = c->spec.axis;
+    const int a = axis < 0 ? axis + 2 : axis;
+    QAWARE_CHECK(a == 0 || a == 1, "QATBertEmbeddings: table channel axis ", axis, " is out of range");
     return a == 0 ? rows : cfg_.hidden;
   }
   static const EmbeddingConfig& checked(const EmbeddingConfig& c) {

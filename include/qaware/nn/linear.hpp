@@ -163,10 +163,11 @@ class QATLinear : public Module<Scalar> {
   Index out_features() const { return out_; }
 
   // Channel count of a per-channel weight point along its axis.
-  static Index channels_of(const QuantConfig& c, Index out, Index in) {
-    if (!c.enabled || !c.per_channel()) return 0;
-    const int a = c.axis < 0 ? c.axis + 2 : c.axis;
-    QAWARE_CHECK(a == 0 || a == 1, "QATLinear: weight channel axis ", c.axis, " is out of range for a rank-2 weight");
+  static Index channels_of(const std::optional<FakeQuantizeConfig>& c, Index out, Index in) {
+    if (!c || !c->spec.per_channel) return 0;
+    const int axis = c->spec.axis;
+    const int a = axis < 0 ? axis + 2 : axis;
+    QAWARE_CHECK(a == 0 || a == 1, "QATLinear: weight channel axis ", axis, " is out of range for a rank-2 weight");
     return a == 0 ? out : in;
   }
 

@@ -21,7 +21,7 @@
 //   all points:        buffers from FakeQuantize::state_dict(), e.g.
 //                      "P.scale", "P.zero_point" (non-learnable), "P.observer_enabled",
 //                      "P.fake_quant_enabled", "P.activation_post_process.min_val", ...
-// A point that is off (QuantConfig::off()) contributes nothing.
+// A point that is off (no FakeQuantizeConfig) contributes nothing.
 //
 // state_dict() maps every name to a safetensors TensorData: Params in
 // Scalar's dtype (F32 for float), quantization buffers as F64 (they hold
@@ -75,14 +75,15 @@ class QuantPoint {
   // `channels`: for per-channel configurations, the number of channels the
   // point will see, so that its scales (and learnable Params) have their
   // final shape from the start (0 = learn it from the first input).
-  explicit QuantPoint(const QuantConfig& cfg, Index channels = 0) : cfg_(cfg) {
-    if (!cfg.enabled) return;
-    fq_.emplace(cfg.fake_quantize_config());
-    if (cfg.per_channel() && channels > 0) init_channels(channels);
+  explicit QuantPoint(const std::optional<FakeQuantizeConfig>& cfg, Index channels = 0) {
+    if (!cfg) return;
+    fq_.emplace(*cfg);
+    if (cfg->spec.per_channel && channels > 0) init_channels(channels);
   }
 
   bool enabled() const { return fq_.has_value(); }
-  const QuantConfig& config() const { return cfg_; }
+  // The configuration of an enabled point.
+  const FakeQuantizeConfig& config() const { return fake_quantize().config(); }
 
   // y = fake_quantize(x), or x itself when the point is off. In training
   // mode the observer (when enabled) sees x first; in eval mode it does not.
@@ -98,11 +99,11 @@ class QuantPoint {
   }
 
   FakeQuantize<Scalar>& fake_quantize() {
-    QAWARE_CHECK(fq_.has_value(), "QuantPoint: this point is off (QuantConfig::off())");
+    QAWARE_CHECK(fq_.has_value(), "QuantPoint: this point is off (no FakeQuantizeConfig)");
     return *fq_;
   }
   const FakeQuantize<Scalar>& fake_quantize() const {
-    QAWARE_CHECK(fq_.has_value(), "QuantPoint: this point is off (QuantConfig::off())");
+    QAWARE_CHECK(fq_.has_value(), "QuantPoint: this point is off (no FakeQuantizeConfig)");
     return *fq_;
   }
   // The (scale, zero point, range) the next forward would use.
@@ -111,14 +112,14 @@ class QuantPoint {
  private:
   void init_channels(Index C) {
     StateDict s = fq_->state_dict();
-    const std::string key = cfg_.learnable && cfg_.scale_domain == ScaleDomain::Log ? "log_scale" : "scale";
+    const FakeQuantizeConfig& cfg = fq_->config();
+    const std::string key = cfg.learnable && cfg.scale_domain == ScaleDomain::Log ? "log_scale" : "scale";
     const double s0 = s.at(key)[0], z0 = s.at("zero_point")[0];
     s[key] = DynTensor<double>(Shape{C}, s0);
     s["zero_point"] = DynTensor<double>(Shape{C}, z0);
     fq_->load_state_dict(s);
   }
 
-  QuantConfig cfg_ = QuantConfig::off();
   std::optional<FakeQuantize<Scalar>> fq_;
 };
 

@@ -1,12 +1,12 @@
 #pragma once
 // Quantization configuration of the QAT layers.
 //
-//   QuantConfig    how one kind of tensor is fake-quantized (bits, signed,
-//                  symmetric, per tensor / per channel, observer, STE,
-//                  learnable or not), or `enabled = false` (no fake quant).
 //   QConfig        one layer's configuration: `weight` for its weights and
-//                  `activation` for its activation quantization points.
-//                  QConfig::fp32() turns both off (the FP32 baseline).
+//                  `activation` for its activation quantization points,
+//                  each a FakeQuantizeConfig (quant/fake_quantize_module.hpp:
+//                  spec, observer, STE, learnable or not) or std::nullopt
+//                  (no fake quantization). QConfig::fp32() turns both off
+//                  (the FP32 baseline).
 //   ModelQConfig   a model-wide default plus overrides selected by glob
 //                  patterns on dotted module names, e.g.
 //                    ModelQConfig cfg(QConfig::w8a8());
@@ -14,7 +14,7 @@
 //                  gives the FFN's first dense layer 4-bit weights (W4A8)
 //                  and every other layer INT8 (mixed precision).
 //
-// Defaults (QConfig{} == QConfig::w8a8()):
+// Defaults (QConfig{} == QConfig::w8a8(); FakeQuantizeConfig's presets):
 //   weights      int8, symmetric, per channel along axis 0 (one scale per
 //                output row of a PyTorch (OUT, IN) weight), observed with a
 //                per-channel moving-average min/max with averaging constant
@@ -46,102 +46,12 @@
 namespace qaware {
 namespace nn {
 
-enum class Granularity { PerTensor, PerChannel };
-
-struct QuantConfig {
-  bool enabled = true;
-  int bits = 8;               // 2..8
-  bool is_signed = false;     // int (true) or uint (false) range
-  bool symmetric = false;
-  Granularity granularity = Granularity::PerTensor;
-  int axis = 0;               // channel axis when per channel (negative counts from the end)
-  bool narrow_range = false;
-  bool reduce_range = false;
-  ObserverConfig observer;    // kind, averaging constant, ...
-  SteMode ste = SteMode::Clipped;
-  bool learnable = false;     // LSQ: scale and zero point are trained
-  std::optional<double> grad_factor;               // learnable: nullopt = 1 / sqrt(numel * quant_max)
-  ScaleDomain scale_domain = ScaleDomain::Linear;  // learnable
-
-  static QuantConfig off() {
-    QuantConfig c;
-    c.enabled = false;
-    return c;
-  }
-  // Signed, symmetric, per channel along `axis`, current-range observer.
-  static QuantConfig weight(int bits = 8, int axis = 0) {
-    QuantConfig c;
-    c.bits = bits;
-    c.is_signed = true;
-    c.symmetric = true;
-    c.granularity = Granularity::PerChannel;
-    c.axis = axis;
-    c.observer.kind = ObserverKind::MovingAverageMinMax;
-    c.observer.averaging_constant = 1.0;
-    return c;
-  }
-  // Unsigned, affine, per tensor, MovingAverageMinMax (0.01).
-  static QuantConfig activation(int bits = 8) {
-    QuantConfig c;
-    c.bits = bits;
-    return c;
-  }
-
-  QuantConfig& with_bits(int b) {
-    bits = b;
-    return *this;
-  }
-  QuantConfig& with_learnable(bool on = true) {
-    learnable = on;
-    return *this;
-  }
-  QuantConfig& with_ste(SteMode m) {
-    ste = m;
-    return *this;
-  }
-  QuantConfig& with_observer(ObserverKind kind) {
-    observer.kind = kind;
-    return *this;
-  }
-
-  bool per_channel() const { return granularity == Granularity::PerChannel; }
-
-  QuantSpec spec() const {
-    QuantSpec s;
-    s.bits = bits;
-    s.is_signed = is_signed;
-    s.symmetric = symmetric;
-    s.narrow_range = narrow_range;
-    s.reduce_range = reduce_range;
-    s.per_channel = per_channel();
-    s.axis = axis;
-    return s;
-  }
-
-  FakeQuantizeConfig fake_quantize_config() const {
-    QAWARE_CHECK(enabled, "QuantConfig::fake_quantize_config: quantization is off");
-    FakeQuantizeConfig f;
-    f.spec = spec();
-    f.observer = observer;
-    f.ste = ste;
-    f.learnable = learnable;
-    f.grad_factor = grad_factor;
-    f.scale_domain = scale_domain;
-    return f;
-  }
-
-  std::string str() const {
-    if (!enabled) return "off";
-    std::string s = spec().str();
-    if (learnable) s += " learnable";
-    if (ste != SteMode::Clipped) s += std::string(" ste=") + ste_mode_name(ste);
-    return s;
-  }
-};
-
+// One layer's configuration. `weight` and `activation` are the
+// FakeQuantizeConfig of its weight and activation points, or std::nullopt
+// for no fake quantization there.
 struct QConfig {
-  QuantConfig weight = QuantConfig::weight(8);
-  QuantConfig activation = QuantConfig::activation(8);
+  std::optional<FakeQuantizeConfig> weight = FakeQuantizeConfig::weight(8);
+  std::optional<FakeQuantizeConfig> activation = FakeQuantizeConfig::activation(8);
   // QATLinear computes x W^T on the INT8 GEMM when its input and weight
   // points allow it (exact integer products, the exported model's numbers);
   // false keeps Eigen's float product of the fake-quantized
@@ -149,31 +59,34 @@ struct QConfig {
   bool integer_linear = true;
 
   // Quantization off: the FP32 baseline.
-  static QConfig fp32() { return {QuantConfig::off(), QuantConfig::off()}; }
+  static QConfig fp32() { return {std::nullopt, std::nullopt}; }
   static QConfig w8a8() { return {}; }
   // `weight_bits`-bit weights, `activation_bits`-bit activations (0 = off).
   static QConfig wa(int weight_bits, int activation_bits) {
     QConfig c;
     if (weight_bits > 0)
-      c.weight.bits = weight_bits;
+      c.weight->with_bits(weight_bits);
     else
-      c.weight = QuantConfig::off();
+      c.weight.reset();
     if (activation_bits > 0)
-      c.activation.bits = activation_bits;
+      c.activation->with_bits(activation_bits);
     else
-      c.activation = QuantConfig::off();
+      c.activation.reset();
     return c;
   }
   // Learnable (LSQ) scales and zero points for weights and activations.
   static QConfig lsq(int weight_bits = 8, int activation_bits = 8) {
     QConfig c = wa(weight_bits, activation_bits);
-    c.weight.learnable = c.weight.enabled;
-    c.activation.learnable = c.activation.enabled;
+    if (c.weight) c.weight->learnable = true;
+    if (c.activation) c.activation->learnable = true;
     return c;
   }
 
-  bool enabled() const { return weight.enabled || activation.enabled; }
-  std::string str() const { return "weight: " + weight.str() + "; activation: " + activation.str(); }
+  bool enabled() const { return weight.has_value() || activation.has_value(); }
+  std::string str() const { return "weight: " + point_str(weight) + "; activation: " + point_str(activation); }
+
+ private:
+  static std::string point_str(const std::optional<FakeQuantizeConfig>& c) { return c ? c->str() : "off"; }
 };
 
 // Glob match of a whole name: `*` any run (dots included), `?` one character.

@@ -80,13 +80,55 @@ inline std::unique_ptr<Observer> make_observer(const QuantSpec& spec, const Obse
   detail::fail("make_observer: unknown observer kind");
 }
 
+// How one tensor is fake-quantized: the one configuration type, consumed
+// by FakeQuantize and (as QConfig's weight / activation) by the QAT layers.
+// The default is the activation preset.
 struct FakeQuantizeConfig {
   QuantSpec spec = QuantSpec::uint8();
   ObserverConfig observer;
   SteMode ste = SteMode::Clipped;
-  bool learnable = false;
-  std::optional<double> grad_factor;            // learnable: nullopt = LSQ's 1/sqrt(numel * quant_max)
+  bool learnable = false;                          // LSQ: scale and zero point are trained
+  std::optional<double> grad_factor;               // learnable: nullopt = LSQ's 1/sqrt(numel * quant_max)
   ScaleDomain scale_domain = ScaleDomain::Linear;  // learnable
+
+  // Weights: signed, symmetric, per channel along `axis`, observed by a
+  // per-channel moving average with constant 1 (the current weights' range).
+  static FakeQuantizeConfig weight(int bits = 8, int axis = 0) {
+    FakeQuantizeConfig c;
+    c.spec = QuantSpec::signed_bits(bits, /*symmetric=*/true).with_per_channel(axis);
+    c.observer.averaging_constant = 1.0;
+    return c;
+  }
+  // Activations: unsigned, affine, per tensor, MovingAverageMinMax (0.01).
+  static FakeQuantizeConfig activation(int bits = 8) {
+    FakeQuantizeConfig c;
+    c.spec = QuantSpec::unsigned_bits(bits, /*symmetric=*/false);
+    return c;
+  }
+
+  FakeQuantizeConfig& with_bits(int b) {
+    spec.bits = b;
+    return *this;
+  }
+  FakeQuantizeConfig& with_learnable(bool on = true) {
+    learnable = on;
+    return *this;
+  }
+  FakeQuantizeConfig& with_ste(SteMode m) {
+    ste = m;
+    return *this;
+  }
+  FakeQuantizeConfig& with_observer(ObserverKind kind) {
+    observer.kind = kind;
+    return *this;
+  }
+
+  std::string str() const {
+    std::string s = spec.str();
+    if (learnable) s += " learnable";
+    if (ste != SteMode::Clipped) s += std::string(" ste=") + ste_mode_name(ste);
+    return s;
+  }
 };
 
 template <typename Scalar>

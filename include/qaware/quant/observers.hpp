@@ -591,7 +591,7 @@ class MseObserver : public BatchRangeObserver {
       const double frac = static_cast<double>(k) / candidates_;
       const float lo = detail::to_float(static_cast<double>(a) * frac);
       const float hi = detail::to_float(static_cast<double>(b) * frac);
-      const QParams q = choose_qparams(lo, hi, spec_, algorithm_, eps_);
+      const ScaleZeroPoint q = choose_qparams(lo, hi, spec_, algorithm_, eps_);
       ops::fake_quantize_per_tensor_forward(x, y.data(), static_cast<std::uint64_t*>(nullptr), n, q.scale,
                                             q.zero_point, r.quant_min, r.quant_max);
       double e = 0.0;

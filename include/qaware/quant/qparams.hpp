@@ -181,8 +181,9 @@ struct QuantSpec {
   }
 };
 
-// Scale and zero point of one tensor or one channel.
-struct QParams {
+// The scale and zero point of one tensor or one channel (what choose_qparams
+// returns); QuantParams below holds a whole point's set with its range.
+struct ScaleZeroPoint {
   float scale = 1.0f;
   std::int32_t zero_point = 0;
 };
@@ -260,14 +261,14 @@ inline void check_zero_point(const char* fn, std::int64_t zero_point, std::int64
 }
 
 // _calculate_qparams for one channel (see the file comment). float32 math.
-inline QParams observer_qparams(float min_val, float max_val, const QRange& r, bool symmetric, bool is_signed,
+inline ScaleZeroPoint observer_qparams(float min_val, float max_val, const QRange& r, bool symmetric, bool is_signed,
                                 float eps) {
   if (min_val == std::numeric_limits<float>::infinity() && max_val == -std::numeric_limits<float>::infinity())
     return {1.0f, 0};
   QAWARE_CHECK(min_val <= max_val, "choose_qparams: min (", min_val, ") must not exceed max (", max_val, ")");
   const float min_neg = std::min(min_val, 0.0f);
   const float max_pos = std::max(max_val, 0.0f);
-  QParams q;
+  ScaleZeroPoint q;
   if (symmetric) {
     const float amax = std::max(-min_neg, max_pos);
     const float half_levels = static_cast<float>(static_cast<double>(r.quant_max - r.quant_min) / 2.0);
@@ -290,7 +291,7 @@ inline QParams observer_qparams(float min_val, float max_val, const QRange& r, b
 
 // quant_utils::ChooseQuantizationParams with force_scale_power_of_two = false
 // and reduce_range = false (the range passed in is already reduced).
-inline QParams fused_qparams(float min, float max, std::int64_t qmin64, std::int64_t qmax64, bool preserve_sparsity) {
+inline ScaleZeroPoint fused_qparams(float min, float max, std::int64_t qmin64, std::int64_t qmax64, bool preserve_sparsity) {
   if (min == std::numeric_limits<float>::infinity() && max == -std::numeric_limits<float>::infinity())
     return {1.0f, 0};
   QAWARE_CHECK(min <= max, "choose_qparams (fused): min (", min, ") must not exceed max (", max, ")");
@@ -343,7 +344,7 @@ inline QParams fused_qparams(float min, float max, std::int64_t qmin64, std::int
 
 // (scale, zero_point) for the float range [min_val, max_val] (see the file
 // comment). min_val = +inf and max_val = -inf (nothing observed) give (1, 0).
-inline QParams choose_qparams(float min_val, float max_val, const QuantSpec& spec,
+inline ScaleZeroPoint choose_qparams(float min_val, float max_val, const QuantSpec& spec,
                               QParamsAlgorithm algorithm = QParamsAlgorithm::Observer, float eps = kQuantEps) {
   QAWARE_CHECK(!std::isnan(min_val) && !std::isnan(max_val), "choose_qparams: min/max must not be NaN, got [",
                min_val, ", ", max_val, "]");
@@ -369,7 +370,7 @@ inline QuantParams choose_qparams(const std::vector<float>& min_val, const std::
   out.scale.resize(min_val.size());
   out.zero_point.resize(min_val.size());
   for (std::size_t c = 0; c < min_val.size(); ++c) {
-    const QParams q = choose_qparams(min_val[c], max_val[c], spec, algorithm, eps);
+    const ScaleZeroPoint q = choose_qparams(min_val[c], max_val[c], spec, algorithm, eps);
     out.scale[c] = q.scale;
     out.zero_point[c] = q.zero_point;
   }
