@@ -156,6 +156,26 @@ inline std::pair<float, float> checked_aminmax(const char* who, const float* x, 
 // tensor ops; opaque() stops the compiler fusing them into an FMA).
 inline float moving_average(float v, float cur, float c) { return v + detail::opaque(c * (cur - v)); }
 
+// Folds a batch's range [lo, hi] into the running range [mn, mx] of the
+// MinMax observers: the first batch sets it; later ones widen it (c = 0) or
+// move it by the moving average with constant c (c in (0, 1]).
+inline void fold_range(float& mn, float& mx, float lo, float hi, bool first, float c) {
+  if (first) {
+    mn = lo;
+    mx = hi;
+  } else if (c == 0.0f) {
+    mn = std::min(lo, mn);
+    mx = std::max(hi, mx);
+  } else {
+    mn = moving_average(mn, lo, c);
+    mx = moving_average(mx, hi, c);
+  }
+}
+inline float checked_averaging_constant(const char* who, double c) {
+  QAWARE_CHECK(c > 0 && c <= 1, who, ": averaging_constant must be in (0, 1], got ", c);
+  return static_cast<float>(c);
+}
+
 inline DynTensor<double> scalar_tensor(double v) { return DynTensor<double>(Shape{}, v); }
 inline DynTensor<double> vector_tensor(const std::vector<float>& v) {
   DynTensor<double> t(Shape{static_cast<Index>(v.size())});
@@ -288,12 +308,10 @@ class MinMaxObserver : public Observer {
   std::unique_ptr<Observer> clone() const override { return std::make_unique<MinMaxObserver>(*this); }
 
  protected:
-  virtual void update(float lo, float hi) {
-    min_val_ = std::min(lo, min_val_);
-    max_val_ = std::max(hi, max_val_);
-  }
+  void update(float lo, float hi) { detail::obs::fold_range(min_val_, max_val_, lo, hi, !initialized(), c_); }
   float min_val_ = detail::obs::kInf;
   float max_val_ = -detail::obs::kInf;
+  float c_ = 0.0f;  // the moving average's constant; 0: plain min / max
 };
 
 class MovingAverageMinMaxObserver : public MinMaxObserver {
@@ -301,25 +319,12 @@ class MovingAverageMinMaxObserver : public MinMaxObserver {
   explicit MovingAverageMinMaxObserver(QuantSpec spec, double averaging_constant = 0.01,
                                        QParamsAlgorithm algorithm = QParamsAlgorithm::Observer,
                                        float eps = kQuantEps)
-      : MinMaxObserver(spec, algorithm, eps), c_(static_cast<float>(averaging_constant)) {
-    QAWARE_CHECK(averaging_constant > 0 && averaging_constant <= 1, name(),
-                 ": averaging_constant must be in (0, 1], got ", averaging_constant);
+      : MinMaxObserver(spec, algorithm, eps) {
+    c_ = detail::obs::checked_averaging_constant("MovingAverageMinMaxObserver", averaging_constant);
   }
   const char* name() const override { return "MovingAverageMinMaxObserver"; }
   double averaging_constant() const { return c_; }
   std::unique_ptr<Observer> clone() const override { return std::make_unique<MovingAverageMinMaxObserver>(*this); }
-
- protected:
-  void update(float lo, float hi) override {
-    if (!initialized()) {
-      min_val_ = lo;
-      max_val_ = hi;
-    } else {
-      min_val_ = detail::obs::moving_average(min_val_, lo, c_);
-      max_val_ = detail::obs::moving_average(max_val_, hi, c_);
-    }
-  }
-  float c_;
 };
 
 // ---------------------------------------------------------------------------
@@ -395,18 +400,16 @@ class PerChannelMinMaxObserver : public Observer {
   std::unique_ptr<Observer> clone() const override { return std::make_unique<PerChannelMinMaxObserver>(*this); }
 
  protected:
-  virtual void update(const std::vector<float>& lo, const std::vector<float>& hi) {
-    if (!initialized()) {
-      min_ = lo;
-      max_ = hi;
-      return;
+  void update(const std::vector<float>& lo, const std::vector<float>& hi) {
+    const bool first = !initialized();
+    if (first) {
+      min_.resize(lo.size());
+      max_.resize(hi.size());
     }
-    for (std::size_t c = 0; c < lo.size(); ++c) {
-      min_[c] = std::min(lo[c], min_[c]);
-      max_[c] = std::max(hi[c], max_[c]);
-    }
+    for (std::size_t c = 0; c < lo.size(); ++c) detail::obs::fold_range(min_[c], max_[c], lo[c], hi[c], first, c_);
   }
   std::vector<float> min_, max_;
+  float c_ = 0.0f;  // as MinMaxObserver's
 };
 
 class MovingAveragePerChannelMinMaxObserver : public PerChannelMinMaxObserver {
@@ -414,29 +417,14 @@ class MovingAveragePerChannelMinMaxObserver : public PerChannelMinMaxObserver {
   explicit MovingAveragePerChannelMinMaxObserver(QuantSpec spec, double averaging_constant = 0.01,
                                                  QParamsAlgorithm algorithm = QParamsAlgorithm::Observer,
                                                  float eps = kQuantEps)
-      : PerChannelMinMaxObserver(spec, algorithm, eps), c_(static_cast<float>(averaging_constant)) {
-    QAWARE_CHECK(averaging_constant > 0 && averaging_constant <= 1, name(),
-                 ": averaging_constant must be in (0, 1], got ", averaging_constant);
+      : PerChannelMinMaxObserver(spec, algorithm, eps) {
+    c_ = detail::obs::checked_averaging_constant("MovingAveragePerChannelMinMaxObserver", averaging_constant);
   }
   const char* name() const override { return "MovingAveragePerChannelMinMaxObserver"; }
   double averaging_constant() const { return c_; }
   std::unique_ptr<Observer> clone() const override {
     return std::make_unique<MovingAveragePerChannelMinMaxObserver>(*this);
   }
-
- protected:
-  void update(const std::vector<float>& lo, const std::vector<float>& hi) override {
-    if (!initialized()) {
-      min_ = lo;
-      max_ = hi;
-      return;
-    }
-    for (std::size_t c = 0; c < lo.size(); ++c) {
-      min_[c] = detail::obs::moving_average(min_[c], lo[c], c_);
-      max_[c] = detail::obs::moving_average(max_[c], hi[c], c_);
-    }
-  }
-  float c_;
 };
 
 // ---------------------------------------------------------------------------
