@@ -993,11 +993,13 @@ std::string section_observers() {
 
 struct GemmVariant {
   gemm::Path path;
-  int avx2_format;  // -1: pack_b's choice; 0/1/2: AVX2 int16 pairs / maddubs quads / A-fixed quads
+  gemm::Avx2Format avx2_format;
   bool for_a;       // packed with pack_b_for_a
   std::string name() const {
     std::string s = gemm::path_name(path);
-    if (avx2_format >= 0) s += avx2_format == 0 ? "(pairs)" : avx2_format == 1 ? "(quads)" : "(fixa)";
+    if (avx2_format == gemm::Avx2Format::kPairs) s += "(pairs)";
+    if (avx2_format == gemm::Avx2Format::kQuads) s += "(quads)";
+    if (avx2_format == gemm::Avx2Format::kFixA) s += "(fixa)";
     if (for_a) s += "(for_a)";
     return s;
   }
@@ -1007,10 +1009,11 @@ std::vector<GemmVariant> gemm_variants() {
   std::vector<GemmVariant> v;
   for (gemm::Path p : gemm::kEachPath) {
     if (!gemm::has(gemm::enabled_paths(), p)) continue;
-    v.push_back({p, -1, false});
+    v.push_back({p, gemm::Avx2Format::kChoose, false});
     if (p == gemm::Path::kAvx2)
-      for (int f : {0, 1, 2}) v.push_back({p, f, false});
-    v.push_back({p, -1, true});
+      for (gemm::Avx2Format f : {gemm::Avx2Format::kPairs, gemm::Avx2Format::kQuads, gemm::Avx2Format::kFixA})
+        v.push_back({p, f, false});
+    v.push_back({p, gemm::Avx2Format::kChoose, true});
   }
   return v;
 }
@@ -1062,7 +1065,7 @@ struct GemmCase {
   }
   gemm::PackedMatrix pack(const GemmVariant& v) const {
     if (v.for_a) return gemm::pack_b_for_a(a.data(), M, lda, za, b.data(), K, N, ldb, layout, zb, v.path);
-    if (v.avx2_format >= 0) return gemm::detail_pack_b(b.data(), K, N, ldb, layout, zb, v.path, v.avx2_format);
+    if (v.avx2_format != gemm::Avx2Format::kChoose) return gemm::detail_pack_b(b.data(), K, N, ldb, layout, zb, v.path, v.avx2_format);
     return gemm::pack_b(b.data(), K, N, ldb, layout, zb, v.path);
   }
 };

@@ -358,10 +358,10 @@ TEST_P(GemmPathTest, PackedMatrixServesManyCalls) {
 // A-fixed format repair about a third of the A values: its worst case,
 // still exact.
 INSTANTIATE_TEST_SUITE_P(Paths, GemmPathTest,
-                         ::testing::Values(Variant{Path::kScalar, -1}, Variant{Path::kAvx2, 0}, Variant{Path::kAvx2, 1},
-                                           Variant{Path::kAvx2, 2},
-                                           Variant{Path::kAvxVnni, -1}, Variant{Path::kAvx512Vnni, -1},
-                                           Variant{Path::kAmx, -1}),
+                         ::testing::Values(Variant{Path::kScalar, gemm::Avx2Format::kChoose}, Variant{Path::kAvx2, gemm::Avx2Format::kPairs}, Variant{Path::kAvx2, gemm::Avx2Format::kQuads},
+                                           Variant{Path::kAvx2, gemm::Avx2Format::kFixA},
+                                           Variant{Path::kAvxVnni, gemm::Avx2Format::kChoose}, Variant{Path::kAvx512Vnni, gemm::Avx2Format::kChoose},
+                                           Variant{Path::kAmx, gemm::Avx2Format::kChoose}),
                          [](const ::testing::TestParamInfo<Variant>& info) { return variant_test_name(info.param); });
 
 // pack_b picks the maddubs format for weights whose adjacent K pairs rarely
@@ -377,11 +377,11 @@ TEST(GemmAvx2FormatTest, PackChoosesTheFormatFromTheWeights) {
   EXPECT_EQ(pu.format(), gemm::detail::Format::kAvx2Pairs);
   EXPECT_EQ(pt.format(), gemm::detail::Format::kAvx2Quads);
   EXPECT_LE(pt.correction_count() * gemm::detail::kAvx2MaxCorrectionRatio, trained.N * trained.K / 2);
-  ASSERT_TRUE(int32_matches_reference(uniform, Variant{Path::kAvx2, -1}));
-  ASSERT_TRUE(int32_matches_reference(trained, Variant{Path::kAvx2, -1}));
+  ASSERT_TRUE(int32_matches_reference(uniform, Variant{Path::kAvx2, gemm::Avx2Format::kChoose}));
+  ASSERT_TRUE(int32_matches_reference(trained, Variant{Path::kAvx2, gemm::Avx2Format::kChoose}));
   // Forced maddubs format on uniform weights: about a quarter of the pairs need
   // a correction, all of which must be exact.
-  const PackedMatrix forced = uniform.pack(Path::kAvx2, 1);
+  const PackedMatrix forced = uniform.pack(Path::kAvx2, gemm::Avx2Format::kQuads);
   EXPECT_GT(forced.correction_count(), uniform.N * uniform.K / 16);
 }
 
@@ -398,8 +398,8 @@ TEST(GemmAvx2FormatTest, AFixedQuadsAreExactAtEveryShift) {
     for (auto& x : u.b) x = static_cast<std::int8_t>(std::max(-128.0, std::min(127.0, std::nearbyint(rng.normal(0, 60)))));
     for (const auto* cs : {static_cast<const void*>(&u), static_cast<const void*>(&s8)}) {
       const bool is_u = cs == &u;
-      const PackedMatrix pb = is_u ? gemm::detail_pack_b(u.b.data(), u.K, u.N, u.ldb, u.layout, u.zb, Path::kAvx2, 2, shift)
-                                   : gemm::detail_pack_b(s8.b.data(), s8.K, s8.N, s8.ldb, s8.layout, s8.zb, Path::kAvx2, 2, shift);
+      const PackedMatrix pb = is_u ? gemm::detail_pack_b(u.b.data(), u.K, u.N, u.ldb, u.layout, u.zb, Path::kAvx2, gemm::Avx2Format::kFixA, shift)
+                                   : gemm::detail_pack_b(s8.b.data(), s8.K, s8.N, s8.ldb, s8.layout, s8.zb, Path::kAvx2, gemm::Avx2Format::kFixA, shift);
       ASSERT_EQ(pb.format(), gemm::detail::Format::kAvx2FixA);
       ASSERT_EQ(pb.a_shift(), shift);
       const Index M = is_u ? u.M : s8.M, N = is_u ? u.N : s8.N;
@@ -435,7 +435,7 @@ TEST(GemmAvx2FormatTest, PackForAChoosesFromTheActivations) {
   init_like(ln), init_like(gelu), init_like(uniform);
   for (auto& x : ln.a) x = clamp8(rng.normal(131, 25));
   for (auto& x : gelu.a) x = clamp8(15 + std::fabs(rng.normal(0, 20)) * (rng.below(8) == 0 ? -0.3 : 1.0));
-  ASSERT_EQ(gemm::detail_pack_b(ln.b.data(), K, N, ln.ldb, BLayout::kNxK, 0, Path::kAvx2, -1).format(),
+  ASSERT_EQ(gemm::detail_pack_b(ln.b.data(), K, N, ln.ldb, BLayout::kNxK, 0, Path::kAvx2, gemm::Avx2Format::kChoose).format(),
             gemm::detail::Format::kAvx2Pairs);
   for (Case<std::uint8_t>* cs : {&ln, &gelu, &uniform}) {
     const PackedMatrix pb = gemm::pack_b_for_a(cs->a.data(), M, cs->lda, cs->za, cs->b.data(), K, N, cs->ldb,
@@ -469,17 +469,17 @@ TEST(GemmAvx2FormatTest, PackForAChoosesFromTheActivations) {
 TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   struct Fmt {
     Path path;
-    int avx2_format;
+    gemm::Avx2Format avx2_format;
   };
   std::vector<Fmt> fmts;
   if (gemm::has(gemm::compiled_paths(), Path::kAvx2)) {
-    fmts.push_back({Path::kAvx2, 0});
-    fmts.push_back({Path::kAvx2, 1});
-    fmts.push_back({Path::kAvx2, 2});
-    fmts.push_back({Path::kAvx2, -1});
+    fmts.push_back({Path::kAvx2, gemm::Avx2Format::kPairs});
+    fmts.push_back({Path::kAvx2, gemm::Avx2Format::kQuads});
+    fmts.push_back({Path::kAvx2, gemm::Avx2Format::kFixA});
+    fmts.push_back({Path::kAvx2, gemm::Avx2Format::kChoose});
   }
-  if (gemm::has(gemm::compiled_paths(), Path::kAvxVnni)) fmts.push_back({Path::kAvxVnni, -1});
-  if (gemm::has(gemm::compiled_paths(), Path::kAvx512Vnni)) fmts.push_back({Path::kAvx512Vnni, -1});
+  if (gemm::has(gemm::compiled_paths(), Path::kAvxVnni)) fmts.push_back({Path::kAvxVnni, gemm::Avx2Format::kChoose});
+  if (gemm::has(gemm::compiled_paths(), Path::kAvx512Vnni)) fmts.push_back({Path::kAvx512Vnni, gemm::Avx2Format::kChoose});
   if (fmts.empty()) GTEST_SKIP() << "no path with 4-value groups is compiled";
   Rng rng(77);
   for (Index K : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 66, 511, 512, 513, 1030})
@@ -497,7 +497,7 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
                 gemm::detail::count_unsafe_b_pairs(kxn.data(), K, N, N, BLayout::kKxN))
           << "K=" << K << " N=" << N;
       for (const Fmt& f : fmts) {
-        SCOPED_TRACE(::testing::Message() << gemm::path_name(f.path) << " format " << f.avx2_format << " K=" << K
+        SCOPED_TRACE(::testing::Message() << gemm::path_name(f.path) << " format " << static_cast<int>(f.avx2_format) << " K=" << K
                                           << " N=" << N);
         const PackedMatrix a = gemm::detail_pack_b(nxk.data(), K, N, ldb, BLayout::kNxK, 0, f.path, f.avx2_format);
         const PackedMatrix b = gemm::detail_pack_b(kxn.data(), K, N, N, BLayout::kKxN, 0, f.path, f.avx2_format);

@@ -38,7 +38,7 @@ constexpr bool kSanitized = false;
 // A path plus, for AVX2, which of its two formats to force.
 struct Variant {
   Path path;
-  int avx2_format;  // -1: pack_b's choice; 0: int16 pairs; 1: maddubs quads; 2: A-fixed quads
+  gemm::Avx2Format avx2_format;
 };
 
 inline std::string path_test_name(Path p) {
@@ -53,9 +53,9 @@ inline std::string path_test_name(Path p) {
 }
 
 inline std::string variant_test_name(const Variant& v) {
-  if (v.path == Path::kAvx2 && v.avx2_format == 0) return "Avx2Pairs";
-  if (v.path == Path::kAvx2 && v.avx2_format == 1) return "Avx2Maddubs";
-  if (v.path == Path::kAvx2 && v.avx2_format == 2) return "Avx2FixA";
+  if (v.path == Path::kAvx2 && v.avx2_format == gemm::Avx2Format::kPairs) return "Avx2Pairs";
+  if (v.path == Path::kAvx2 && v.avx2_format == gemm::Avx2Format::kQuads) return "Avx2Maddubs";
+  if (v.path == Path::kAvx2 && v.avx2_format == gemm::Avx2Format::kFixA) return "Avx2FixA";
   return path_test_name(v.path);
 }
 
@@ -95,7 +95,7 @@ struct Case {
     return c;
   }
   // avx2_format: as in Variant.
-  PackedMatrix pack(Path p, int avx2_format = -1) const {
+  PackedMatrix pack(Path p, gemm::Avx2Format avx2_format = gemm::Avx2Format::kChoose) const {
     return gemm::detail_pack_b(b.data(), K, N, ldb, layout, zb, p, avx2_format);
   }
   std::string str() const {

@@ -69,6 +69,15 @@ enum class BLayout {
   kNxK,  // B[k][n] = b[n*ldb + k], ldb >= K (PyTorch's Linear.weight)
 };
 
+// The AVX2 path's B formats (see the file comment). pack_b and pack_b_for_a
+// choose; detail_pack_b takes a forced one (tests and benchmarks use each).
+enum class Avx2Format {
+  kChoose,  // pack_b's choice from B alone: maddubs quads if few pairs need a correction, else int16 pairs
+  kPairs,   // int16 pairs
+  kQuads,   // maddubs quads with B corrections
+  kFixA,    // A-fixed quads with the given a_shift
+};
+
 namespace detail {
 
 // How a PackedMatrix stores B (one per kernel).
@@ -195,7 +204,7 @@ class PackedMatrix {
   Index correction_count() const { return static_cast<Index>(corrections_.size()); }
 
  private:
-  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, int,
+  friend PackedMatrix detail_pack_b(const std::int8_t*, Index, Index, Index, BLayout, std::int32_t, Path, Avx2Format,
                                     std::int32_t);
 
   Path path_ = Path::kNone;
@@ -340,11 +349,20 @@ inline Index count_unsafe_b_pairs(const std::int8_t* b, Index K, Index N, Index 
 }
 }  // namespace detail
 
-// The packer behind pack_b(). avx2_format: -1 chooses from B (see the header),
-// 0 forces the int16 pairs, 1 the maddubs quads, 2 the A-fixed quads with
-// a_shift in [0, 255] (tests use each).
+namespace detail {
+// The AVX2 format B alone allows: the maddubs quads when at most 1 in
+// kAvx2MaxCorrectionRatio of its K pairs needs a correction, else the int16 pairs.
+inline Avx2Format avx2_format_for_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout) {
+  const Index pairs = N * ((K + 1) / 2);
+  return count_unsafe_b_pairs(b, K, N, ldb, layout) * kAvx2MaxCorrectionRatio <= pairs ? Avx2Format::kQuads
+                                                                                      : Avx2Format::kPairs;
+}
+}  // namespace detail
+
+// The packer behind pack_b(). avx2_format: the AVX2 format (kChoose: from B,
+// as pack_b; kFixA with a_shift in [0, 255]); other paths ignore it.
 inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
-                                  std::int32_t zero_point, Path path, int avx2_format,
+                                  std::int32_t zero_point, Path path, Avx2Format avx2_format,
                                   std::int32_t a_shift = detail::kAvx2DefaultAShift) {
   detail::check_pack_b(b, K, N, ldb, layout, zero_point, path);
   const Index ks = layout == BLayout::kKxN ? ldb : 1;  // stride between k
@@ -354,16 +372,12 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
   detail::Format fmt = detail::Format::kScalar;
   switch (path) {
     case Path::kAvx2: {
-      int want = avx2_format;
-      if (want < 0) {
-        const Index pairs = N * ((K + 1) / 2);
-        want = detail::count_unsafe_b_pairs(b, K, N, ldb, layout) * detail::kAvx2MaxCorrectionRatio <= pairs ? 1 : 0;
-      }
-      QAWARE_CHECK(want >= 0 && want <= 2, "pack_b: invalid AVX2 format ", want);
+      const Avx2Format want =
+          avx2_format == Avx2Format::kChoose ? detail::avx2_format_for_b(b, K, N, ldb, layout) : avx2_format;
       QAWARE_CHECK(a_shift >= 0 && a_shift <= 255, "pack_b: A shift ", a_shift, " is outside [0, 255]");
-      const detail::Format avx2[3] = {detail::Format::kAvx2Pairs, detail::Format::kAvx2Quads,
-                                      detail::Format::kAvx2FixA};
-      fmt = avx2[want];
+      fmt = want == Avx2Format::kQuads  ? detail::Format::kAvx2Quads
+            : want == Avx2Format::kFixA ? detail::Format::kAvx2FixA
+                                        : detail::Format::kAvx2Pairs;
       break;
     }
     case Path::kAvxVnni: fmt = detail::Format::kAvxVnni; break;
@@ -501,7 +515,7 @@ inline PackedMatrix detail_pack_b(const std::int8_t* b, Index K, Index N, Index 
 // (per tensor, in [-128, 127]; 0 for symmetric weights).
 inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout, std::int32_t zero_point,
                            Path path) {
-  return detail_pack_b(b, K, N, ldb, layout, zero_point, path, -1);
+  return detail_pack_b(b, K, N, ldb, layout, zero_point, path, Avx2Format::kChoose);
 }
 
 namespace detail {
@@ -550,21 +564,19 @@ PackedMatrix pack_b_for_a(const TA* a, Index M, Index lda, std::int32_t a_zero_p
                           Index N, Index ldb, BLayout layout, std::int32_t zero_point, Path path) {
   static_assert(std::is_same<TA, std::uint8_t>::value || std::is_same<TA, std::int8_t>::value,
                 "pack_b_for_a: A must be uint8_t or int8_t");
-  int avx2_format = -1;
+  Avx2Format avx2_format = Avx2Format::kChoose;
   std::int32_t a_shift = detail::kAvx2DefaultAShift;
   detail::check_pack_b(b, K, N, ldb, layout, zero_point, path);
   if (path == Path::kAvx2) {
     QAWARE_CHECK(a != nullptr && M >= 1 && lda >= K, "pack_b_for_a: A (M = ", M, ", K = ", K, ", lda = ", lda,
                  ") is null, empty or has lda < K");
-    const Index b_pairs = N * ((K + 1) / 2);
-    if (detail::count_unsafe_b_pairs(b, K, N, ldb, layout) * detail::kAvx2MaxCorrectionRatio <= b_pairs) {
-      avx2_format = 1;
-    } else {
+    avx2_format = detail::avx2_format_for_b(b, K, N, ldb, layout);
+    if (avx2_format == Avx2Format::kPairs) {
       const Index rows = std::min<Index>(M, 64);
       const auto choice = detail::choose_a_shift(a, M, K, lda, a_zero_point, rows);
       a_shift = choice.first;
-      const Index best = choice.second;
-      avx2_format = best * detail::kAvx2MaxACorrectionRatio <= rows * (K / 2) ? 2 : 0;
+      const Index repairs = choice.second;
+      if (repairs * detail::kAvx2MaxACorrectionRatio <= rows * (K / 2)) avx2_format = Avx2Format::kFixA;
     }
   }
   return detail_pack_b(b, K, N, ldb, layout, zero_point, path, avx2_format, a_shift);
