@@ -110,35 +110,21 @@ inline std::uint64_t pack_bits(const unsigned char (&in)[64], int n) {
   return bits;
 }
 
-template <typename S>
-inline void affine_run_scalar(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos) {
+// Every kernel below comes in two forms, chosen by kPerElement: element j
+// uses (scale[j], inv_scale[j], zp[j]) (true), or every element uses
+// (scale[0], inv_scale[0], zp[0]) (false, a per-tensor run).
+template <bool kPerElement, typename S>
+inline void affine_scalar(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin, S qmax,
+                          std::uint64_t* words, Index bitpos) {
   unsigned char in[64] = {};
   Index i = 0;
   while (i < n) {
     const int chunk = static_cast<int>(std::min<Index>(64, n - i));
     // Branch-free body (the compiler can vectorize it), then the bit packing.
     for (int k = 0; k < chunk; ++k) {
+      const Index j = i + k, c = kPerElement ? j : 0;
       bool b;
-      y[i + k] = numerics::fake_quantize(x[i + k], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, b);
-      in[k] = static_cast<unsigned char>(b);
-    }
-    if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
-    i += chunk;
-  }
-}
-
-// Element j uses (scale[j], inv_scale[j], zp[j]).
-template <typename S>
-inline void affine_vec_scalar(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin,
-                              S qmax, std::uint64_t* words, Index bitpos) {
-  unsigned char in[64] = {};
-  Index i = 0;
-  while (i < n) {
-    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
-    for (int k = 0; k < chunk; ++k) {
-      const Index j = i + k;
-      bool b;
-      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zp[j], qmin, qmax, b);
+      y[j] = numerics::fake_quantize(x[j], scale[c], inv_scale[c], zp[c], qmin, qmax, b);
       in[k] = static_cast<unsigned char>(b);
     }
     if (words) put_bits(words, bitpos + i, pack_bits(in, chunk), chunk);
@@ -160,77 +146,61 @@ __attribute__((target("avx2,fma"))) inline __m256 fq8_avx2(__m256 v, __m256 sc, 
   return _mm256_mul_ps(_mm256_sub_ps(c, zp), sc);
 }
 
-__attribute__((target("avx2,fma"))) inline void affine_run_avx2(const float* x, float* y, Index n,
-                                                                 const Affine<float>& p, std::uint64_t* words,
-                                                                 Index bitpos, bool stream) {
-  const __m256 sc = _mm256_set1_ps(p.scale), inv = _mm256_set1_ps(p.inv_scale), zp = _mm256_set1_ps(p.zp);
-  const __m256 lo = _mm256_set1_ps(p.qmin), hi = _mm256_set1_ps(p.qmax), big = _mm256_set1_ps(numerics::kInt64Limit<float>);
-  Index i = 0;
+// The vectors an AVX2 affine kernel keeps in registers; sc, inv and zp are
+// the per-tensor parameters (unused per element).
+struct Fq8Consts {
+  __m256 sc, inv, zp, lo, hi, big;
+};
+
+// Elements [j, j + 8): stores y (streaming when `stream`) and returns the 8
+// mask bits.
+template <bool kPerElement>
+__attribute__((target("avx2,fma"))) inline unsigned fq8_store_avx2(const float* x, float* y, Index j,
+                                                                    const float* scale, const float* inv_scale,
+                                                                    const float* zpv, const Fq8Consts& c, bool stream) {
+  __m256 inr;
+  const __m256 out =
+      kPerElement ? fq8_avx2(_mm256_loadu_ps(x + j), _mm256_loadu_ps(scale + j), _mm256_loadu_ps(inv_scale + j),
+                             _mm256_loadu_ps(zpv + j), c.lo, c.hi, c.big, inr)
+                  : fq8_avx2(_mm256_loadu_ps(x + j), c.sc, c.inv, c.zp, c.lo, c.hi, c.big, inr);
+  if (stream)
+    _mm256_stream_ps(y + j, out);
+  else
+    _mm256_storeu_ps(y + j, out);
+  return static_cast<unsigned>(_mm256_movemask_ps(inr));
+}
+
+template <bool kPerElement>
+__attribute__((target("avx2,fma"))) inline void affine_avx2(const float* x, float* y, Index n, const float* scale,
+                                                             const float* inv_scale, const float* zpv, float qmin,
+                                                             float qmax, std::uint64_t* words, Index bitpos,
+                                                             bool stream) {
+  if (n <= 0) return;
+  const Fq8Consts c{_mm256_set1_ps(scale[0]), _mm256_set1_ps(inv_scale[0]), _mm256_set1_ps(zpv[0]),
+                    _mm256_set1_ps(qmin),     _mm256_set1_ps(qmax),         _mm256_set1_ps(numerics::kInt64Limit<float>)};
   // Streaming stores need 32-byte aligned destinations.
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
+  Index i = 0;
   for (; i + 64 <= n; i += 64) {
     std::uint64_t bits = 0;
-    for (int k = 0; k < 8; ++k) {
-      __m256 inr;
-      const __m256 out = fq8_avx2(_mm256_loadu_ps(x + i + 8 * k), sc, inv, zp, lo, hi, big, inr);
-      if (stream)
-        _mm256_stream_ps(y + i + 8 * k, out);
-      else
-        _mm256_storeu_ps(y + i + 8 * k, out);
-      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
-    }
+    for (int k = 0; k < 8; ++k)
+      bits |= std::uint64_t(fq8_store_avx2<kPerElement>(x, y, i + 8 * k, scale, inv_scale, zpv, c, stream)) << (8 * k);
     if (words) put_bits(words, bitpos + i, bits, 64);
   }
   if (stream) _mm_sfence();
   if (i < n) {
     std::uint64_t bits = 0;
     int k = 0;
-    for (; i + 8 * k + 8 <= n; ++k) {
-      __m256 inr;
-      _mm256_storeu_ps(y + i + 8 * k, fq8_avx2(_mm256_loadu_ps(x + i + 8 * k), sc, inv, zp, lo, hi, big, inr));
-      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
-    }
+    for (; i + 8 * k + 8 <= n; ++k)
+      bits |= std::uint64_t(fq8_store_avx2<kPerElement>(x, y, i + 8 * k, scale, inv_scale, zpv, c, false)) << (8 * k);
     for (Index j = i + 8 * k; j < n; ++j) {
+      const Index pc = kPerElement ? j : 0;
       bool in;
-      y[j] = numerics::fake_quantize(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      y[j] = numerics::fake_quantize(x[j], scale[pc], inv_scale[pc], zpv[pc], qmin, qmax, in);
       bits |= std::uint64_t(in) << (j - i);
     }
     if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
   }
-}
-
-__attribute__((target("avx2,fma"))) inline void affine_vec_avx2(const float* x, float* y, Index n, const float* scale,
-                                                                 const float* inv_scale, const float* zpv, float qmin,
-                                                                 float qmax, std::uint64_t* words, Index bitpos,
-                                                                 bool stream) {
-  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax), big = _mm256_set1_ps(numerics::kInt64Limit<float>);
-  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 32 == 0);
-  Index i = 0;
-  while (i < n) {
-    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
-    std::uint64_t bits = 0;
-    int k = 0;
-    for (; 8 * k + 8 <= chunk; ++k) {
-      const Index j = i + 8 * k;
-      __m256 inr;
-      const __m256 out = fq8_avx2(_mm256_loadu_ps(x + j), _mm256_loadu_ps(scale + j), _mm256_loadu_ps(inv_scale + j),
-                                  _mm256_loadu_ps(zpv + j), lo, hi, big, inr);
-      if (stream)
-        _mm256_stream_ps(y + j, out);
-      else
-        _mm256_storeu_ps(y + j, out);
-      bits |= std::uint64_t(static_cast<unsigned>(_mm256_movemask_ps(inr))) << (8 * k);
-    }
-    for (int t = 8 * k; t < chunk; ++t) {
-      const Index j = i + t;
-      bool in;
-      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
-      bits |= std::uint64_t(in) << t;
-    }
-    if (words) put_bits(words, bitpos + i, bits, chunk);
-    i += chunk;
-  }
-  if (stream) _mm_sfence();
 }
 
 // ---------------------------------------------------------------------------
@@ -251,76 +221,60 @@ __attribute__((target("avx512f"))) inline __m512 fq16_avx512(__m512 v, __m512 sc
   return _mm512_mul_ps(_mm512_sub_ps(c, zp), sc);
 }
 
-__attribute__((target("avx512f"))) inline void affine_run_avx512(const float* x, float* y, Index n,
-                                                                  const Affine<float>& p, std::uint64_t* words,
-                                                                  Index bitpos, bool stream) {
-  const __m512 sc = _mm512_set1_ps(p.scale), inv = _mm512_set1_ps(p.inv_scale), zp = _mm512_set1_ps(p.zp);
-  const __m512 lo = _mm512_set1_ps(p.qmin), hi = _mm512_set1_ps(p.qmax), big = _mm512_set1_ps(numerics::kInt64Limit<float>);
+struct Fq16Consts {
+  __m512 sc, inv, zp, lo, hi, big;
+};
+
+// Elements [j, j + 16), as fq8_store_avx2.
+template <bool kPerElement>
+__attribute__((target("avx512f"))) inline unsigned fq16_store_avx512(const float* x, float* y, Index j,
+                                                                      const float* scale, const float* inv_scale,
+                                                                      const float* zpv, const Fq16Consts& c,
+                                                                      bool stream) {
+  __mmask16 inr;
+  const __m512 out = kPerElement ? fq16_avx512(_mm512_loadu_ps(x + j), _mm512_loadu_ps(scale + j),
+                                               _mm512_loadu_ps(inv_scale + j), _mm512_loadu_ps(zpv + j), c.lo, c.hi,
+                                               c.big, inr)
+                                 : fq16_avx512(_mm512_loadu_ps(x + j), c.sc, c.inv, c.zp, c.lo, c.hi, c.big, inr);
+  if (stream)
+    _mm512_stream_ps(y + j, out);
+  else
+    _mm512_storeu_ps(y + j, out);
+  return inr;
+}
+
+template <bool kPerElement>
+__attribute__((target("avx512f"))) inline void affine_avx512(const float* x, float* y, Index n, const float* scale,
+                                                              const float* inv_scale, const float* zpv, float qmin,
+                                                              float qmax, std::uint64_t* words, Index bitpos,
+                                                              bool stream) {
+  if (n <= 0) return;
+  const Fq16Consts c{_mm512_set1_ps(scale[0]), _mm512_set1_ps(inv_scale[0]), _mm512_set1_ps(zpv[0]),
+                     _mm512_set1_ps(qmin),     _mm512_set1_ps(qmax),         _mm512_set1_ps(numerics::kInt64Limit<float>)};
   stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
   Index i = 0;
   for (; i + 64 <= n; i += 64) {
     std::uint64_t bits = 0;
-    for (int k = 0; k < 4; ++k) {
-      __mmask16 inr;
-      const __m512 out = fq16_avx512(_mm512_loadu_ps(x + i + 16 * k), sc, inv, zp, lo, hi, big, inr);
-      if (stream)
-        _mm512_stream_ps(y + i + 16 * k, out);
-      else
-        _mm512_storeu_ps(y + i + 16 * k, out);
-      bits |= std::uint64_t(inr) << (16 * k);
-    }
+    for (int k = 0; k < 4; ++k)
+      bits |= std::uint64_t(fq16_store_avx512<kPerElement>(x, y, i + 16 * k, scale, inv_scale, zpv, c, stream))
+              << (16 * k);
     if (words) put_bits(words, bitpos + i, bits, 64);
   }
   if (stream) _mm_sfence();
   if (i < n) {
     std::uint64_t bits = 0;
     int k = 0;
-    for (; i + 16 * k + 16 <= n; ++k) {
-      __mmask16 inr;
-      _mm512_storeu_ps(y + i + 16 * k, fq16_avx512(_mm512_loadu_ps(x + i + 16 * k), sc, inv, zp, lo, hi, big, inr));
-      bits |= std::uint64_t(inr) << (16 * k);
-    }
+    for (; i + 16 * k + 16 <= n; ++k)
+      bits |= std::uint64_t(fq16_store_avx512<kPerElement>(x, y, i + 16 * k, scale, inv_scale, zpv, c, false))
+              << (16 * k);
     for (Index j = i + 16 * k; j < n; ++j) {
+      const Index pc = kPerElement ? j : 0;
       bool in;
-      y[j] = numerics::fake_quantize(x[j], p.scale, p.inv_scale, p.zp, p.qmin, p.qmax, in);
+      y[j] = numerics::fake_quantize(x[j], scale[pc], inv_scale[pc], zpv[pc], qmin, qmax, in);
       bits |= std::uint64_t(in) << (j - i);
     }
     if (words) put_bits(words, bitpos + i, bits, static_cast<int>(n - i));
   }
-}
-
-__attribute__((target("avx512f"))) inline void affine_vec_avx512(const float* x, float* y, Index n,
-                                                                  const float* scale, const float* inv_scale,
-                                                                  const float* zpv, float qmin, float qmax,
-                                                                  std::uint64_t* words, Index bitpos, bool stream) {
-  const __m512 lo = _mm512_set1_ps(qmin), hi = _mm512_set1_ps(qmax), big = _mm512_set1_ps(numerics::kInt64Limit<float>);
-  stream = stream && (reinterpret_cast<std::uintptr_t>(y) % 64 == 0);
-  Index i = 0;
-  while (i < n) {
-    const int chunk = static_cast<int>(std::min<Index>(64, n - i));
-    std::uint64_t bits = 0;
-    int k = 0;
-    for (; 16 * k + 16 <= chunk; ++k) {
-      const Index j = i + 16 * k;
-      __mmask16 inr;
-      const __m512 out = fq16_avx512(_mm512_loadu_ps(x + j), _mm512_loadu_ps(scale + j),
-                                     _mm512_loadu_ps(inv_scale + j), _mm512_loadu_ps(zpv + j), lo, hi, big, inr);
-      if (stream)
-        _mm512_stream_ps(y + j, out);
-      else
-        _mm512_storeu_ps(y + j, out);
-      bits |= std::uint64_t(inr) << (16 * k);
-    }
-    for (int t = 16 * k; t < chunk; ++t) {
-      const Index j = i + t;
-      bool in;
-      y[j] = numerics::fake_quantize(x[j], scale[j], inv_scale[j], zpv[j], qmin, qmax, in);
-      bits |= std::uint64_t(in) << t;
-    }
-    if (words) put_bits(words, bitpos + i, bits, chunk);
-    i += chunk;
-  }
-  if (stream) _mm_sfence();
 }
 
 // ---------------------------------------------------------------------------
@@ -402,32 +356,37 @@ __attribute__((target("avx2,fma"))) inline Index quantize_codes_avx2(const float
 // ---------------------------------------------------------------------------
 // Dispatchers.
 
+// Fake quantization of x[0, n) into y with mask bits [bitpos, bitpos + n)
+// (words may be null), on the best kernel family; kPerElement as for the
+// kernels above.
+template <bool kPerElement, typename S>
+inline void affine(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin, S qmax,
+                   std::uint64_t* words, Index bitpos, bool stream) {
+#if QAWARE_FQ_X86
+  if constexpr (std::is_same_v<S, float>) {
+    const Isa isa = active_isa();
+    if (isa == Isa::kAvx512)
+      return affine_avx512<kPerElement>(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+    if (isa == Isa::kAvx2)
+      return affine_avx2<kPerElement>(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
+  }
+#endif
+  (void)stream;
+  affine_scalar<kPerElement>(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
+}
+
+// One (scale, zero point) for all n elements.
 template <typename S>
 inline void affine_run(const S* x, S* y, Index n, const Affine<S>& p, std::uint64_t* words, Index bitpos,
                        bool stream) {
-#if QAWARE_FQ_X86
-  if constexpr (std::is_same_v<S, float>) {
-    const Isa isa = active_isa();
-    if (isa == Isa::kAvx512) return affine_run_avx512(x, y, n, p, words, bitpos, stream);
-    if (isa == Isa::kAvx2) return affine_run_avx2(x, y, n, p, words, bitpos, stream);
-  }
-#endif
-  (void)stream;
-  affine_run_scalar(x, y, n, p, words, bitpos);
+  affine<false>(x, y, n, &p.scale, &p.inv_scale, &p.zp, p.qmin, p.qmax, words, bitpos, stream);
 }
 
+// Element j uses (scale[j], inv_scale[j], zp[j]).
 template <typename S>
 inline void affine_vec(const S* x, S* y, Index n, const S* scale, const S* inv_scale, const S* zp, S qmin, S qmax,
                        std::uint64_t* words, Index bitpos, bool stream) {
-#if QAWARE_FQ_X86
-  if constexpr (std::is_same_v<S, float>) {
-    const Isa isa = active_isa();
-    if (isa == Isa::kAvx512) return affine_vec_avx512(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
-    if (isa == Isa::kAvx2) return affine_vec_avx2(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
-  }
-#endif
-  (void)stream;
-  affine_vec_scalar(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos);
+  affine<true>(x, y, n, scale, inv_scale, zp, qmin, qmax, words, bitpos, stream);
 }
 
 // dx (n) += dy (n) * mask bit (= when overwrite).
