@@ -74,7 +74,6 @@
 #include "qaware/nn/bert.hpp"
 #include "qaware/nn/checkpoint.hpp"
 #include "qaware/nn/embedding.hpp"
-#include "qaware/nn/functional.hpp"
 #include "qaware/nn/gelu.hpp"
 #include "qaware/nn/heads.hpp"
 #include "qaware/nn/layer_norm.hpp"

@@ -522,6 +522,47 @@ TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
     }
 }
 
+// unpack_b returns the B that was packed, in the weight layout, for every
+// compiled path and AVX2 format (the maddubs quads with their corrections
+// put back), from both input layouts, for uniform weights (about 1 in 4 K
+// pairs corrected in the quads) and at the formats' edge sizes.
+TEST(GemmPackTest, UnpackReturnsTheWeightsThatWerePacked) {
+  std::vector<std::pair<Path, gemm::Avx2Format>> fmts;
+  for (Path p : gemm::kEachPath) {
+    if (!gemm::has(gemm::compiled_paths(), p)) continue;
+    if (p == Path::kAvx2) {
+      for (gemm::Avx2Format f : {gemm::Avx2Format::kPairs, gemm::Avx2Format::kQuads, gemm::Avx2Format::kFixA})
+        fmts.push_back({p, f});
+    } else {
+      fmts.push_back({p, gemm::Avx2Format::kChoose});
+    }
+  }
+  Rng rng(78);
+  Index corrected = 0;
+  for (Index K : {1, 2, 3, 5, 17, 64, 65, 513, 1030})
+    for (Index N : {1, 9, 24, 33, 49}) {
+      std::vector<std::int8_t> nxk(static_cast<std::size_t>(N * K)), kxn(static_cast<std::size_t>(K * N));
+      for (Index n = 0; n < N; ++n)
+        for (Index k = 0; k < K; ++k) {
+          const auto v = static_cast<std::int8_t>(static_cast<int>(rng.below(256)) - 128);
+          nxk[static_cast<std::size_t>(n * K + k)] = v;
+          kxn[static_cast<std::size_t>(k * N + n)] = v;
+        }
+      for (const auto& [path, fmt] : fmts) {
+        SCOPED_TRACE(::testing::Message() << gemm::path_name(path) << " format " << static_cast<int>(fmt) << " K=" << K
+                                          << " N=" << N);
+        const PackedMatrix a = gemm::detail_pack_b(nxk.data(), K, N, K, BLayout::kNxK, 0, path, fmt);
+        const PackedMatrix b = gemm::detail_pack_b(kxn.data(), K, N, N, BLayout::kKxN, 0, path, fmt);
+        corrected += a.correction_count();
+        ASSERT_EQ(gemm::unpack_b(a), nxk);
+        ASSERT_EQ(gemm::unpack_b(b), nxk);
+      }
+    }
+  if (gemm::has(gemm::compiled_paths(), Path::kAvx2)) {
+    EXPECT_GT(corrected, 0) << "no maddubs correction was unpacked";
+  }
+}
+
 }  // namespace
 }  // namespace gemm_test
 }  // namespace qaware

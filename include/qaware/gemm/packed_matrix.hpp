@@ -582,6 +582,43 @@ PackedMatrix pack_b_for_a(const TA* a, Index M, Index lda, std::int32_t a_zero_p
   return detail_pack_b(b, K, N, ldb, layout, zero_point, path, avx2_format, a_shift);
 }
 
+// B as it was given to pack_b, in the weight layout (N x K, each column's K
+// values contiguous): the inverse of packing, for every format (the maddubs
+// quads' shrunk values get their corrections back). An exported model keeps
+// only its packed weights and unpacks them to save them.
+inline std::vector<std::int8_t> unpack_b(const PackedMatrix& pm) {
+  const Index K = pm.depth(), N = pm.cols(), nr = pm.panel_cols();
+  const detail::Format fmt = pm.format();
+  const detail::Layout lay = detail::layout_of(fmt);
+  std::vector<std::int8_t> out(static_cast<std::size_t>(N * K));
+  for (Index p = 0; p < pm.panels(); ++p) {
+    const unsigned char* panel = static_cast<const unsigned char*>(pm.panel(p));
+    const Index n0 = p * nr, cols = std::min(nr, N - n0);
+    for (Index j = 0; j < cols; ++j) {
+      std::int8_t* col = out.data() + (n0 + j) * K;
+      for (Index k = 0; k < K; ++k) {
+        const Index off = detail::panel_offset(fmt, k, j, nr);
+        if (lay.b_elem == 2) {
+          std::int16_t v;
+          std::memcpy(&v, panel + off * 2, 2);
+          col[k] = static_cast<std::int8_t>(v);
+        } else {
+          std::memcpy(col + k, panel + off, 1);
+        }
+      }
+    }
+    if (fmt == detail::Format::kAvx2Quads) {
+      const Index blocks = detail::ceil_div(pm.padded_depth(), detail::kAvx2QuadsKC);
+      for (Index kb = 0; kb < blocks; ++kb)
+        for (const detail::Correction* c = pm.corrections_begin(p, kb); c != pm.corrections_end(p, kb); ++c) {
+          std::int8_t& v = out[static_cast<std::size_t>((n0 + c->j) * K + c->k)];
+          v = static_cast<std::int8_t>(v + c->value);
+        }
+    }
+  }
+  return out;
+}
+
 // Packs B for the best enabled path (see enabled_paths()).
 inline PackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLayout layout,
                            std::int32_t zero_point = 0) {

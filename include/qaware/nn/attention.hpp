@@ -10,7 +10,7 @@
 //                                                    HS features of q (ops/attention_products.hpp)
 //   scores  = fq_scores(scores)                      option quantize_scores (default on)
 //   probs   = softmax(scores + mask)                 mask: [B, T] 1 = attend, 0 = padding,
-//                                                    made additive (nn::additive_attention_mask)
+//                                                    made additive (additive_attention_mask)
 //   probs   = fq_probs(probs)                        option quantize_probs, or
 //                                                    quantize_matmul_inputs; always unsigned
 //   probs   = dropout(probs)                         attention_probs_dropout_prob, training only
@@ -30,7 +30,7 @@
 #include <cstdint>
 
 #include "qaware/core/rng.hpp"
-#include "qaware/nn/functional.hpp"
+#include "qaware/ops/kernels/attention_mask.hpp"
 #include "qaware/nn/linear.hpp"
 #include "qaware/nn/module.hpp"
 #include "qaware/ops/attention_products.hpp"
@@ -126,6 +126,16 @@ class QATAttention : public Module<Scalar> {
   QATLinear<Scalar>& output_dense() { return dense_; }
   QuantPoint<Scalar>& scores_quant() { return scores_fq_; }
   QuantPoint<Scalar>& probs_quant() { return probs_fq_; }
+  const QATLinear<Scalar>& query() const { return query_; }
+  const QATLinear<Scalar>& key() const { return key_; }
+  const QATLinear<Scalar>& value() const { return value_; }
+  const QATLinear<Scalar>& output_dense() const { return dense_; }
+  const QuantPoint<Scalar>& q_quant() const { return q_fq_; }
+  const QuantPoint<Scalar>& k_quant() const { return k_fq_; }
+  const QuantPoint<Scalar>& v_quant() const { return v_fq_; }
+  const QuantPoint<Scalar>& scores_quant() const { return scores_fq_; }
+  const QuantPoint<Scalar>& probs_quant() const { return probs_fq_; }
+  const AttentionOptions& options() const { return opt_; }
   Index hidden() const { return C_; }
   Index heads() const { return NH_; }
 

@@ -135,19 +135,49 @@ inline std::unique_ptr<std::int8_t[]> weight_codes(const float* w, Index OUT, In
   return wc;
 }
 
+// The product of R rows of input codes (Code = uint8_t or int8_t, as
+// p.input_unsigned() says) with W packed (its int8 codes, OUT columns of IN)
+// and b (OUT) or nullptr -> y (R, OUT): the exact int32 product and the
+// dequantizing output stage, with `activation` applied after the bias.
+template <typename Code>
+void quantized_linear_codes_forward(const Code* codes, const gemm::PackedMatrix& w, const float* b, float* y, Index R,
+                                    Index IN, Index OUT, const IntegerLinearParams& p,
+                                    gemm::Activation activation = gemm::Activation::kNone) {
+  QAWARE_CHECK(w.depth() == IN && w.cols() == OUT, "quantized_linear: the packed weight is ", w.cols(), " x ",
+               w.depth(), " but the product needs ", OUT, " x ", IN);
+  if (R == 0) return;
+  gemm::gemm(codes, R, IN, IN, p.input_zero_point, w, gemm::Output::dequantize(y, OUT, p.dequantize(b, activation)));
+}
+
+// x (R, IN) float -> y (R, OUT) with W already packed: the input codes of
+// x, then quantized_linear_codes_forward. The exported INT8 model
+// (deploy::Linear) runs this; parameters with a problem() raise qaware::Error.
+inline void quantized_linear_forward_packed(const float* x, const gemm::PackedMatrix& w, const float* b, float* y,
+                                            Index R, Index IN, Index OUT, const IntegerLinearParams& p,
+                                            gemm::Activation activation = gemm::Activation::kNone) {
+  p.check(OUT, "quantized_linear");
+  if (p.input_unsigned())
+    quantized_linear_codes_forward(input_codes<std::uint8_t>(x, R * IN, p).get(), w, b, y, R, IN, OUT, p, activation);
+  else
+    quantized_linear_codes_forward(input_codes<std::int8_t>(x, R * IN, p).get(), w, b, y, R, IN, OUT, p, activation);
+}
+
 // x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT), as described
-// above. Parameters with a problem() raise qaware::Error.
+// above: the weight codes are recovered and packed on every call (in QAT the
+// weights change every step), then quantized_linear_codes_forward runs, as
+// in the exported model.
 inline void quantized_linear_forward(const float* x, const float* w, const float* b, float* y, Index R, Index IN,
                                      Index OUT, const IntegerLinearParams& p) {
   p.check(OUT, "quantized_linear");
+  if (R == 0) return;
   const std::unique_ptr<std::int8_t[]> wc = weight_codes(w, OUT, IN, p);
-  const gemm::Output out = gemm::Output::dequantize(y, OUT, p.dequantize(b));
   // The weight is packed with the input codes in view, so that the AVX2 path
-  // can keep its fast format for freshly initialised weights (packed_matrix.hpp).
+  // can keep its fast format for freshly initialised weights
+  // (packed_matrix.hpp); the format never changes the result.
   auto run = [&](const auto& codes) {
     const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes.get(), R, IN, p.input_zero_point, wc.get(), IN, OUT,
                                                          IN, gemm::BLayout::kNxK, 0, gemm::best_path());
-    gemm::gemm(codes.get(), R, IN, IN, p.input_zero_point, packed, out);
+    quantized_linear_codes_forward(codes.get(), packed, b, y, R, IN, OUT, p);
   };
   if (p.input_unsigned()) {
     run(input_codes<std::uint8_t>(x, R * IN, p));

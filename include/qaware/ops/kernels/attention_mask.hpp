@@ -1,7 +1,7 @@
 #pragma once
-// The additive attention mask the attention layers build from a padding mask
-// (tanh and select_position, which the pooler uses, are ops: ops/tanh.hpp,
-// ops/select_position.hpp).
+// The additive attention mask the attention layers (QATAttention and the
+// exported model's deploy::Attention) build from a padding mask, without the
+// tape.
 
 #include <limits>
 
@@ -9,7 +9,6 @@
 #include "qaware/core/tensor.hpp"
 
 namespace qaware {
-namespace nn {
 
 // The additive attention mask [B, 1, 1, T] of a padding mask [B, T] (1 =
 // attend, 0 = padding): 0 where attended, the lowest finite Scalar where
@@ -31,5 +30,4 @@ DynTensor<Scalar> additive_attention_mask(const DynTensor<Scalar>& padding_mask,
   return m;
 }
 
-}  // namespace nn
 }  // namespace qaware
