@@ -1769,7 +1769,7 @@ void check_qat_linear(const nn::QConfig& qc, const std::string& name, Rng& rng) 
   EXPECT(y.shape() == Shape({B, T, OUT}) && all_finite(y.value()), tag, ": output ", y.shape().str());
   expect_grads(tag, lin);
   const bool quant = qc.enabled();
-  EXPECT(lin.last_forward_was_integer() == (quant && !qc.weight->learnable), tag, ": integer GEMM used ",
+  EXPECT(lin.last_forward_was_integer() == quant, tag, ": integer GEMM used ",
          lin.last_forward_was_integer());
   // The integer form: present exactly when the forward was integer, with
   // the points' parameters; the ops-level kernel with it gives the forward.

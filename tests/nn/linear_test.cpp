@@ -53,7 +53,8 @@ TEST(QatLinearTest, UsesTheIntegerProductWhenItsPointsAllowIt) {
 
   // Configurations the INT8 GEMM cannot take keep the float product.
   EXPECT_FALSE(run(nn::QConfig::fp32(), nullptr, nullptr));
-  EXPECT_FALSE(run(nn::QConfig::lsq(), nullptr, nullptr));
+  // Learnable (LSQ) points have an integer form too (their clamped scale and rounded zero point).
+  EXPECT_TRUE(run(nn::QConfig::lsq(), nullptr, nullptr));
   nn::QConfig affine_weights = nn::QConfig::w8a8();
   affine_weights.weight->spec.symmetric = false;
   affine_weights.weight->spec.is_signed = false;
@@ -121,7 +122,21 @@ TEST(QatLinearTest, IntegerLinearParamsSayWhyNot) {
   off.integer_linear = false;
   EXPECT_EQ(reason(off), "QConfig::integer_linear is off");
   EXPECT_EQ(reason(nn::QConfig::fp32()), "the input is not quantized");
-  EXPECT_EQ(reason(nn::QConfig::lsq()), "learnable (LSQ) scales");
+  {
+    // LSQ: the points' effective parameters (scale clamped, zero point rounded).
+    Rng rng(3);
+    nn::QATLinear<float> layer(8, 4, rng, nn::QConfig::lsq());
+    DynTensor<float> x(Shape{3, 8});
+    init::normal(x, rng, 0.0, 1.0);
+    Tape<float> tape;
+    layer.forward(tape, tape.constant(x));
+    const std::optional<IntegerLinearParams> p = nn::integer_linear_params(layer);
+    ASSERT_TRUE(p.has_value());
+    const QuantParams qi = layer.input_quant().qparams();
+    EXPECT_EQ(p->input_scale, qi.scale[0]);
+    EXPECT_EQ(p->input_zero_point, qi.zero_point[0]);
+    EXPECT_EQ(p->weight_scales, layer.weight_quant().qparams().scale);
+  }
   nn::QConfig affine = nn::QConfig::w8a8();
   affine.weight->spec.symmetric = false;
   EXPECT_NE(reason(affine).find("the weight is affine"), std::string::npos) << reason(affine);

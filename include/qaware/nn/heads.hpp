@@ -12,9 +12,14 @@
 //   E is the word-embedding table (V, C), passed to forward (tied weights:
 //   its gradient accumulates from both uses); "bias" (V) is the head's own.
 //   The decoder product quantizes its input ("decoder.input_fake_quant") and
-//   E ("decoder.weight_fake_quant", per row by default) like a QATLinear.
+//   E ("decoder.weight_fake_quant", per row by default) like a QATLinear, and
+//   runs on the INT8 GEMM when those points allow it, as a QATLinear does
+//   (nn::integer_product_params).
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <type_traits>
 
 #include "qaware/core/rng.hpp"
 #include "qaware/ops/select_position.hpp"
@@ -48,6 +53,7 @@ class QATBertPooler : public Module<Scalar> {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x)); });
   }
   QATLinear<Scalar>& dense() { return dense_; }
+  const QATLinear<Scalar>& dense() const { return dense_; }
 
  private:
   static LinearOptions options(double init_std) {
@@ -80,6 +86,7 @@ class QATClassifierHead : public Module<Scalar> {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(pooled)); });
   }
   QATLinear<Scalar>& linear() { return linear_; }
+  const QATLinear<Scalar>& linear() const { return linear_; }
 
  private:
   static LinearOptions options(double init_std) {
@@ -113,6 +120,7 @@ class QATMLMHead : public Module<Scalar> {
     v.param("bias", bias_);
   }
   void configure(const QConfig& qc) override {
+    qconfig_ = qc;
     in_fq_ = QuantPoint<Scalar>(qc.activation, C_);
     w_fq_ = QuantPoint<Scalar>(qc.weight, QATLinear<Scalar>::channels_of(qc.weight, V_, C_));
   }
@@ -123,13 +131,36 @@ class QATMLMHead : public Module<Scalar> {
                  ", ", C_, "], got ", word_embeddings.shape().str());
     const bool tr = this->is_training();
     const Var<Scalar> h = ln_.forward(tape, act_.forward(tape, dense_.forward(tape, x)));
-    return linear(in_fq_(tape, h, tr), w_fq_(tape, word_embeddings, tr), tape.param(bias_));
+    const Var<Scalar> hq = in_fq_(tape, h, tr), eq = w_fq_(tape, word_embeddings, tr);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (const std::optional<IntegerLinearParams> p = decoder_params())
+        return quantized_linear(hq, eq, tape.param(bias_), *p);
+    }
+    return linear(hq, eq, tape.param(bias_));
   }
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x, Param<Scalar>& word_embeddings) {
     return detail::run_no_grad<Scalar>(
         [&](Tape<Scalar>& t) { return forward(t, t.constant(x), t.param(word_embeddings)); });
   }
+  // The integer form of the decoder product, or nullopt (then `*why` says why).
+  std::optional<IntegerLinearParams> decoder_params(std::string* why = nullptr) const {
+    return integer_product_params(in_fq_, w_fq_, V_, qconfig_.integer_linear, why);
+  }
+
   Param<Scalar>& bias() { return bias_; }
+  const Param<Scalar>& bias() const { return bias_; }
+  QATLinear<Scalar>& transform_dense() { return dense_; }
+  QATGelu<Scalar>& transform_act() { return act_; }
+  QATLayerNorm<Scalar>& transform_layer_norm() { return ln_; }
+  QuantPoint<Scalar>& decoder_input_quant() { return in_fq_; }
+  QuantPoint<Scalar>& decoder_weight_quant() { return w_fq_; }
+  const QATLinear<Scalar>& transform_dense() const { return dense_; }
+  const QATGelu<Scalar>& transform_act() const { return act_; }
+  const QATLayerNorm<Scalar>& transform_layer_norm() const { return ln_; }
+  const QuantPoint<Scalar>& decoder_input_quant() const { return in_fq_; }
+  const QuantPoint<Scalar>& decoder_weight_quant() const { return w_fq_; }
+  Index hidden() const { return C_; }
+  Index vocab_size() const { return V_; }
 
  private:
   static LinearOptions options(double init_std) {
@@ -141,6 +172,7 @@ class QATMLMHead : public Module<Scalar> {
   QATLinear<Scalar> dense_;
   QATGelu<Scalar> act_;
   QATLayerNorm<Scalar> ln_;
+  QConfig qconfig_;
   QuantPoint<Scalar> in_fq_, w_fq_;
   Param<Scalar> bias_;
 };

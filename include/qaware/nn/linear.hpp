@@ -38,36 +38,36 @@ struct LinearOptions {
 template <typename Scalar>
 class QATLinear;
 
-// The integer form of `layer`'s product x W^T + b -- what its QAT forward
-// runs on the INT8 GEMM and what an exporter writes -- or nullopt when its
-// configuration has none (then `*why`, when given, says why):
-// QConfig::integer_linear is on, Scalar is float, and both the input and the
-// weight point are on, fake-quantizing, not learnable, with integer ranges
-// the GEMM takes (input per tensor within uint8 or int8; weight symmetric
-// within int8, per tensor or per output row). The parameters are the ones
-// the points' fake quantization uses now: after a forward, the ones it used.
-// A qualifying configuration whose values the GEMM cannot run (a scale that
-// is not finite and positive, a zero point outside its range) raises
-// qaware::Error naming the value.
+// The integer form of a product x W^T + b whose input x passes the
+// quantization point `in` and whose weight W (out_rows, ...) passes `wt` --
+// what a QAT forward runs on the INT8 GEMM and what an exporter writes -- or
+// nullopt when the points have none (then `*why`, when given, says why):
+// `integer_linear` (QConfig::integer_linear) is on, Scalar is float, and both
+// points are on and fake-quantizing, with integer ranges the GEMM takes
+// (input per tensor within uint8 or int8; weight symmetric within int8, per
+// tensor or per output row). Observed and learnable (LSQ) points alike: the
+// parameters are the ones the points' fake quantization uses now (for LSQ
+// the scale clamped to eps and the zero point rounded, FakeQuantize::qparams),
+// so after a forward, the ones it used. A qualifying configuration whose
+// values the GEMM cannot run (a scale that is not finite and positive, a zero
+// point outside its range) raises qaware::Error naming the value.
 template <typename Scalar>
-std::optional<IntegerLinearParams> integer_linear_params(const QATLinear<Scalar>& layer, std::string* why = nullptr) {
+std::optional<IntegerLinearParams> integer_product_params(const QuantPoint<Scalar>& in, const QuantPoint<Scalar>& wt,
+                                                          Index out_rows, bool integer_linear,
+                                                          std::string* why = nullptr) {
   auto none = [&](const std::string& reason) -> std::optional<IntegerLinearParams> {
     if (why) *why = reason;
     return std::nullopt;
   };
   if (!std::is_same_v<Scalar, float>) return none("the INT8 GEMM takes float layers only");
-  if (!layer.qconfig().integer_linear) return none("QConfig::integer_linear is off");
-  const QuantPoint<Scalar>& in = layer.input_quant();
-  const QuantPoint<Scalar>& wt = layer.weight_quant();
+  if (!integer_linear) return none("QConfig::integer_linear is off");
   if (!in.enabled()) return none("the input is not quantized");
   if (!wt.enabled()) return none("the weight is not quantized");
-  if (in.config().learnable || wt.config().learnable) return none("learnable (LSQ) scales");
   if (!in.fake_quantize().fake_quant_enabled() || !wt.fake_quantize().fake_quant_enabled())
     return none("fake quantization is disabled");
   const QuantParams qi = in.qparams(), qw = wt.qparams();
   if (qi.per_channel || qi.channels() != 1) return none("the input is quantized per channel");
-  if (qw.per_channel ? (qw.axis != 0 || static_cast<Index>(qw.channels()) != layer.out_features())
-                     : qw.channels() != 1)
+  if (qw.per_channel ? (qw.axis != 0 || static_cast<Index>(qw.channels()) != out_rows) : qw.channels() != 1)
     return none("the weight is quantized per channel along an axis other than the output rows");
   for (std::int32_t z : qw.zero_point)
     if (z != 0) return none(::qaware::detail::concat("the weight is affine (zero point ", z, ")"));
@@ -82,8 +82,16 @@ std::optional<IntegerLinearParams> integer_linear_params(const QATLinear<Scalar>
   p.weight_max = static_cast<std::int32_t>(qw.quant_max);
   const std::string range = p.range_problem();
   if (!range.empty()) return none(range);
-  p.check(layer.out_features(), "QATLinear");
+  p.check(out_rows, "integer product");
   return p;
+}
+
+// The integer form of `layer`'s product (integer_product_params of its input
+// and weight points).
+template <typename Scalar>
+std::optional<IntegerLinearParams> integer_linear_params(const QATLinear<Scalar>& layer, std::string* why = nullptr) {
+  return integer_product_params(layer.input_quant(), layer.weight_quant(), layer.out_features(),
+                                layer.qconfig().integer_linear, why);
 }
 
 template <typename Scalar>
