@@ -81,3 +81,9 @@
 #include "qaware/nn/module.hpp"
 #include "qaware/nn/qconfig.hpp"
 #include "qaware/nn/transformer_block.hpp"
+
+// deploy: the exported INT8 model (inference only, no tape), its pieces,
+// and deploy::convert from a QAT model
+#include "qaware/deploy/convert.hpp"
+#include "qaware/deploy/linear.hpp"
+#include "qaware/deploy/model.hpp"

@@ -1,4 +1,4 @@
-// The ops' kernels (ops/kernels/) build without the tape, as an inference
+// The ops' kernels (ops/kernels/, quant/kernels/) build without the tape, as an inference
 // runtime includes them: this file includes every one of them and then
 // declares its own qaware::Tape and qaware::Var, which would not compile had
 // any kernel header brought in autograd/tape.hpp. It is compiled on its own
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qaware/ops/kernels/add.hpp"
+#include "qaware/ops/kernels/attention_mask.hpp"
 #include "qaware/ops/kernels/attention_products.hpp"
 #include "qaware/ops/kernels/cross_entropy.hpp"
 #include "qaware/ops/kernels/dropout.hpp"
@@ -32,6 +33,9 @@
 #include "qaware/ops/kernels/sub.hpp"
 #include "qaware/ops/kernels/sum.hpp"
 #include "qaware/ops/kernels/tanh.hpp"
+#include "qaware/quant/kernels/fake_quantize.hpp"
+// The exported model's runtime includes only these kernels too.
+#include "qaware/deploy/model.hpp"
 
 namespace qaware {
 // Redefinitions if the tape had been included.

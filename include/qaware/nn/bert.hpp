@@ -107,6 +107,12 @@ class QATBertModel : public Module<Scalar> {
   }
   std::size_t num_layers() const { return layers_.size(); }
   QATBertPooler<Scalar>& pooler() { return pooler_; }
+  const QATBertEmbeddings<Scalar>& embeddings() const { return embeddings_; }
+  const QATTransformerBlock<Scalar>& layer(std::size_t i) const {
+    QAWARE_CHECK(i < layers_.size(), "QATBertModel::layer: index ", i, " out of range (", layers_.size(), " layers)");
+    return layers_[i];
+  }
+  const QATBertPooler<Scalar>& pooler() const { return pooler_; }
 
  private:
   BertConfig cfg_;

@@ -100,6 +100,13 @@ class QATBertEmbeddings : public Module<Scalar> {
   Param<Scalar>& token_type_embeddings() { return type_; }
   QATLayerNorm<Scalar>& layer_norm() { return ln_; }
   QuantPoint<Scalar>& word_quant() { return word_fq_; }
+  const Param<Scalar>& word_embeddings() const { return word_; }
+  const Param<Scalar>& position_embeddings() const { return pos_; }
+  const Param<Scalar>& token_type_embeddings() const { return type_; }
+  const QATLayerNorm<Scalar>& layer_norm() const { return ln_; }
+  const QuantPoint<Scalar>& word_quant() const { return word_fq_; }
+  const QuantPoint<Scalar>& position_quant() const { return pos_fq_; }
+  const QuantPoint<Scalar>& token_type_quant() const { return type_fq_; }
   const EmbeddingConfig& config() const { return cfg_; }
 
  private:

@@ -35,6 +35,8 @@ class QATGelu : public Module<Scalar> {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x)); });
   }
   QuantPoint<Scalar>& output_quant() { return output_fq_; }
+  const QuantPoint<Scalar>& output_quant() const { return output_fq_; }
+  GeluApprox approx() const { return approx_; }
 
  private:
   bool quantize_output_;

@@ -49,6 +49,10 @@ class QATLayerNorm : public Module<Scalar> {
   Param<Scalar>& weight() { return weight_; }
   Param<Scalar>& bias() { return bias_; }
   QuantPoint<Scalar>& output_quant() { return output_fq_; }
+  const Param<Scalar>& weight() const { return weight_; }
+  const Param<Scalar>& bias() const { return bias_; }
+  const QuantPoint<Scalar>& output_quant() const { return output_fq_; }
+  double eps() const { return eps_; }
 
  private:
   Index C_;

@@ -114,6 +114,12 @@ class QATTransformerBlock : public Module<Scalar> {
   QATGelu<Scalar>& intermediate_act() { return act_; }
   QATLinear<Scalar>& output_dense() { return out_; }
   QATLayerNorm<Scalar>& output_layer_norm() { return ln2_; }
+  const QATAttention<Scalar>& attention() const { return attention_; }
+  const QATLayerNorm<Scalar>& attention_layer_norm() const { return ln1_; }
+  const QATLinear<Scalar>& intermediate_dense() const { return inter_; }
+  const QATGelu<Scalar>& intermediate_act() const { return act_; }
+  const QATLinear<Scalar>& output_dense() const { return out_; }
+  const QATLayerNorm<Scalar>& output_layer_norm() const { return ln2_; }
 
  private:
   Var<Scalar> ffn(Tape<Scalar>& tape, Var<Scalar> h) {
