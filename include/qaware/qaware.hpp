@@ -85,5 +85,6 @@
 // deploy: the exported INT8 model (inference only, no tape), its pieces,
 // and deploy::convert from a QAT model
 #include "qaware/deploy/convert.hpp"
+#include "qaware/deploy/format.hpp"
 #include "qaware/deploy/linear.hpp"
 #include "qaware/deploy/model.hpp"

@@ -35,6 +35,7 @@
 #include "qaware/ops/kernels/tanh.hpp"
 #include "qaware/quant/kernels/fake_quantize.hpp"
 // The exported model's runtime includes only these kernels too.
+#include "qaware/deploy/format.hpp"
 #include "qaware/deploy/model.hpp"
 
 namespace qaware {
