@@ -31,6 +31,7 @@
 #include "qaware/ops/mse_loss.hpp"
 #include "qaware/ops/mul.hpp"
 #include "qaware/ops/permute.hpp"
+#include "qaware/ops/quantized_attention.hpp"
 #include "qaware/ops/quantized_linear.hpp"
 #include "qaware/ops/reshape.hpp"
 #include "qaware/ops/scale.hpp"

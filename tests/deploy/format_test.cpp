@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <unistd.h>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -24,8 +25,12 @@ namespace {
 
 using test::bit_identical;
 
+// A file name of this test's own: ctest runs the tests of this file as
+// parallel processes.
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "qaware_deploy_" + name + ".safetensors";
+  const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
+  return ::testing::TempDir() + "qaware_deploy_" + (t ? t->name() : "none") + "_" + std::to_string(::getpid()) + "_" +
+         name + ".safetensors";
 }
 
 // A small calibrated BERT with pooler, classifier and MLM head.
@@ -34,7 +39,7 @@ struct Model {
   nn::QATClassifierHead<float> cls;
   nn::QATMLMHead<float> mlm;
 
-  static nn::BertConfig config(bool tables) {
+  static nn::BertConfig config(bool tables, bool matmul_inputs = false, bool ln_out = false) {
     nn::BertConfig bc;
     bc.vocab_size = 40;
     bc.block.hidden = 16;
@@ -45,10 +50,12 @@ struct Model {
     bc.block.init_std = 0.1;
     bc.block.quantize_probs = true;
     bc.quantize_embedding_tables = tables;
+    bc.block.quantize_matmul_inputs = matmul_inputs;
+    bc.block.quantize_layer_norm_output = ln_out;
     return bc;
   }
-  Model(const nn::ModelQConfig& mq, bool tables, Rng& rng)
-      : bert(config(tables), rng, mq), cls(16, 3, rng, mq.resolve("classifier"), 0.0, 0.1),
+  Model(const nn::ModelQConfig& mq, bool tables, Rng& rng, bool matmul_inputs = false, bool ln_out = false)
+      : bert(config(tables, matmul_inputs, ln_out), rng, mq), cls(16, 3, rng, mq.resolve("classifier"), 0.0, 0.1),
         mlm(16, 40, rng, mq.resolve("cls.predictions"), 1e-12, 0.1) {}
 
   // Observes a few batches in training mode, then switches to eval.
@@ -90,22 +97,30 @@ TEST(DeployFormatTest, SaveThenLoadGivesTheSameOutputs) {
   nn::QConfig per_channel_ln = nn::QConfig::w8a8();
   per_channel_ln.activation->spec.per_channel = true;
   per_channel_ln.activation->spec.axis = -1;
+  nn::ModelQConfig ln_channels(nn::QConfig::w8a8());
+  ln_channels.override_pattern("*LayerNorm", per_channel_ln);
   struct Case {
     std::string name;
     nn::ModelQConfig mq;
     bool tables;
+    bool matmul_inputs;
+    bool ln_out = false;
   };
-  const std::vector<Case> cases = {{"w8a8", nn::ModelQConfig(nn::QConfig::w8a8()), false},
-                                   {"w4a4 with 4-bit tables", nn::ModelQConfig(nn::QConfig::wa(4, 4)), true},
-                                   {"w8a8 tables", nn::ModelQConfig(nn::QConfig::w8a8()), true},
-                                   {"lsq", nn::ModelQConfig(nn::QConfig::lsq()), false},
-                                   {"mixed", mixed, false}};
+  const std::vector<Case> cases = {{"w8a8", nn::ModelQConfig(nn::QConfig::w8a8()), false, false},
+                                   {"w4a4 with 4-bit tables", nn::ModelQConfig(nn::QConfig::wa(4, 4)), true, false},
+                                   {"w8a8 tables, integer attention", nn::ModelQConfig(nn::QConfig::w8a8()), true, true},
+                                   {"lsq", nn::ModelQConfig(nn::QConfig::lsq()), false, false},
+                                   {"mixed", mixed, false, false},
+                                   {"per-channel LayerNorm outputs", ln_channels, false, false, true}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     Rng rng(31);
-    Model m(c.mq, c.tables, rng);
+    Model m(c.mq, c.tables, rng, c.matmul_inputs, c.ln_out);
     m.calibrate(rng);
     const deploy::BertModel d = m.convert();
+    EXPECT_EQ(d.layers()[0].attention.integer_products, c.matmul_inputs);
+    EXPECT_EQ(d.layers()[0].ln1.output_step().enabled() && d.layers()[0].ln1.output_step().params().per_channel,
+              c.ln_out);
     const std::string path = temp_path("roundtrip");
     deploy::save(d, path);
     const deploy::BertModel back = deploy::load(path);

@@ -136,7 +136,9 @@ std::vector<BlockCase> block_cases() {
   v.push_back({"w8a8 tanh GELU", nn::QConfig::w8a8(), false, false, false, false, false, GeluApprox::Tanh});
   v.push_back({"w4a8", nn::QConfig::wa(4, 8)});
   v.push_back({"w4a4", nn::QConfig::wa(4, 4), false, true});
+  v.push_back({"w4a4 matmul inputs", nn::QConfig::wa(4, 4), false, false, true});
   v.push_back({"lsq", nn::QConfig::lsq(), false, true});
+  v.push_back({"lsq matmul inputs", nn::QConfig::lsq(), true, false, true});
   v.push_back({"fp32", nn::QConfig::fp32()});
   return v;
 }
@@ -166,6 +168,7 @@ TEST(DeployParityTest, BlockEqualsTheQatEvalForwardBitForBit) {
     const DynTensor<float> add_mask = additive_attention_mask(mask, 2, 6);
     for (const auto& [path, isa] : path_caps()) {
       const deploy::Block d = packed_for(isa, [&] { return deploy::convert(block, ""); });
+      EXPECT_EQ(d.attention.integer_products, c.matmul_inputs);
       EXPECT_TRUE(bit_identical(d.forward(x2, add_mask), want, c.name + " on " + path));
       EXPECT_TRUE(bit_identical(d.forward(x2, DynTensor<float>()), want_nomask, c.name + " (no mask) on " + path));
     }
@@ -190,7 +193,7 @@ struct Bert {
     }
   } all{this};
 
-  static nn::BertConfig config(bool quantize_tables) {
+  static nn::BertConfig config(bool quantize_tables, bool matmul_inputs) {
     nn::BertConfig bc;
     bc.vocab_size = 50;
     bc.block.hidden = 32;
@@ -200,10 +203,11 @@ struct Bert {
     bc.max_positions = 12;
     bc.block.init_std = 0.1;
     bc.quantize_embedding_tables = quantize_tables;
+    bc.block.quantize_matmul_inputs = matmul_inputs;
     return bc;
   }
-  Bert(const nn::ModelQConfig& mq, bool quantize_tables, Rng& rng)
-      : bc(config(quantize_tables)), model(bc, rng, mq), cls(32, 3, rng, mq.resolve("classifier"), 0.1, 0.1),
+  Bert(const nn::ModelQConfig& mq, bool quantize_tables, bool matmul_inputs, Rng& rng)
+      : bc(config(quantize_tables, matmul_inputs)), model(bc, rng, mq), cls(32, 3, rng, mq.resolve("classifier"), 0.1, 0.1),
         mlm(32, 50, rng, mq.resolve("cls.predictions"), 1e-12, 0.1) {}
 };
 
@@ -224,6 +228,7 @@ struct ModelCase {
   std::string name;
   nn::ModelQConfig mq;
   bool tables;
+  bool matmul_inputs = false;
   deploy::ConvertOptions options;
 };
 
@@ -233,6 +238,9 @@ std::vector<ModelCase> model_cases() {
   v.push_back({"w8a8 quantized tables", nn::ModelQConfig(nn::QConfig::w8a8()), true});
   v.push_back({"w4a4", nn::ModelQConfig(nn::QConfig::wa(4, 4))});
   v.push_back({"lsq", nn::ModelQConfig(nn::QConfig::lsq())});
+  ModelCase mm("w8a8 matmul inputs", nn::ModelQConfig(nn::QConfig::w8a8()));
+  mm.matmul_inputs = true;
+  v.push_back(mm);
   nn::ModelQConfig mixed(nn::QConfig::w8a8());
   mixed.override_pattern("encoder.layer.*.intermediate.dense", nn::QConfig::wa(4, 8));
   mixed.override_pattern("encoder.layer.1.output.dense", nn::QConfig::fp32());
@@ -254,7 +262,7 @@ TEST(DeployParityTest, BertWithHeadsEqualsTheQatEvalForwardBitForBit) {
   for (ModelCase& c : model_cases()) {
     SCOPED_TRACE(c.name);
     Rng rng(21);
-    Bert b(c.mq, c.tables, rng);
+    Bert b(c.mq, c.tables, c.matmul_inputs, rng);
     DynTensor<std::int64_t> ids, types;
     DynTensor<float> mask;
     batch(rng, 3, 10, ids, types, mask);

@@ -25,6 +25,7 @@
 #include "qaware/ops/kernels/mse_loss.hpp"
 #include "qaware/ops/kernels/mul.hpp"
 #include "qaware/ops/kernels/permute.hpp"
+#include "qaware/ops/kernels/quantized_attention.hpp"
 #include "qaware/ops/kernels/quantized_linear.hpp"
 #include "qaware/ops/kernels/reshape.hpp"
 #include "qaware/ops/kernels/scale.hpp"

@@ -25,6 +25,10 @@
 //   Embedding tables with quantize_tables: their codes and parameters.
 //   MLM decoder: the tied word embeddings through the decoder's points, as
 //                an integer (or float) Linear of its own.
+//   QATAttention with quantize_matmul_inputs: integer q k^T and probs v when
+//                QATAttention::integer_attention_params has a value (as its
+//                QAT forward then computes them), else an Error unless the
+//                attention's name matches keep_float (its products stay float).
 // A non-learnable point that never observed data (its observer is empty)
 // raises an Error unless ConvertOptions::allow_uncalibrated: its scale 1 and
 // zero point 0 are a default, not a calibration.
@@ -123,6 +127,11 @@ inline Attention convert(const nn::QATAttention<float>& a, const std::string& na
   d.v_step = convert_point(a.v_quant(), name + ".self.v_fake_quant", options);
   d.scores_step = convert_point(a.scores_quant(), name + ".self.scores_fake_quant", options);
   d.probs_step = convert_point(a.probs_quant(), name + ".self.probs_fake_quant", options);
+  std::string why;
+  d.integer_products = a.integer_attention_params(&why).has_value();
+  QAWARE_CHECK(d.integer_products || !a.options().quantize_matmul_inputs || detail::keeps_float(options, name), name,
+               ": its quantized matmul inputs have no integer form (", why,
+               "); list it in ConvertOptions::keep_float to keep its products in float");
   d.check(name);
   return d;
 }

@@ -34,6 +34,7 @@
 //    "linears": {"<linear>": {"kind": "integer" | "float", "bias": bool,
 //                             "input_min", "input_max", "weight_min", "weight_max" (integer)}},
 //    "norms":   {"<norm>": {"eps": "<float as text>"}},
+//    "attention": {"<layer>.attention": {"integer_products": bool}},
 //    "tables":  {"<table>": {"quantized": bool}},
 //    "steps":   {"<step>": {"per_channel": bool, "axis": int, "quant_min": int, "quant_max": int}}}
 // where <step> is the QAT point's name (e.g. "...input_fake_quant",
@@ -253,10 +254,11 @@ class Writer {
   Value::Members& norms() { return norms_; }
   Value::Members& tables() { return tables_; }
   Value::Members& steps() { return steps_; }
+  Value::Members& attention() { return attention_; }
 
  private:
   io::TensorDict tensors_;
-  Value::Members linears_, norms_, tables_, steps_;
+  Value::Members linears_, norms_, tables_, steps_, attention_;
 };
 
 // ---- loader ----
@@ -265,7 +267,7 @@ class Loader {
  public:
   Loader(io::Safetensors file, const Value& model, std::string source)
       : file_(std::move(file)), rd_(std::move(source)) {
-    for (const char* section : {"linears", "norms", "tables", "steps"}) {
+    for (const char* section : {"linears", "norms", "tables", "steps", "attention"}) {
       const Value& s = rd_.member(model, section, "model");
       QAWARE_CHECK(s.is_object(), rd_.source(), ": model.", section, " must be an object");
       sections_[section] = &s;
@@ -396,7 +398,7 @@ class Loader {
  private:
   io::Safetensors file_;
   Reader rd_;
-  std::map<std::string, const Value*> sections_;  // linears, norms, tables, steps
+  std::map<std::string, const Value*> sections_;  // linears, norms, tables, steps, attention
   std::set<std::string> used_, entries_used_;
 };
 
@@ -425,6 +427,8 @@ inline void save(const BertModel& model, const std::string& path) {
     w.step(b.attention.scores_step, p + ".attention.self.scores_fake_quant");
     w.step(b.attention.probs_step, p + ".attention.self.probs_fake_quant");
     w.linear(b.attention.dense, p + ".attention.output.dense");
+    w.attention().push_back(
+        {p + ".attention", Value::object({{"integer_products", Value::boolean(b.attention.integer_products)}})});
     w.norm(b.ln1, p + ".attention.output.LayerNorm");
     w.linear(b.intermediate, p + ".intermediate.dense");
     w.step(b.gelu_step, p + ".intermediate.intermediate_act_fn.output_fake_quant");
@@ -455,7 +459,8 @@ inline void save(const BertModel& model, const std::string& path) {
                                     {"linears", Value::object(std::move(w.linears()))},
                                     {"norms", Value::object(std::move(w.norms()))},
                                     {"tables", Value::object(std::move(w.tables()))},
-                                    {"steps", Value::object(std::move(w.steps()))}});
+                                    {"steps", Value::object(std::move(w.steps()))},
+                                    {"attention", Value::object(std::move(w.attention()))}});
   io::Metadata meta{{"format", kFormatName},
                     {"version", std::to_string(kFormatVersion)},
                     {"model", io::json::dump(root)}};
@@ -518,6 +523,9 @@ inline BertModel load(const std::string& path) {
     b.attention.scores_step = ld.step(p + ".attention.self.scores_fake_quant", 0);
     b.attention.probs_step = ld.step(p + ".attention.self.probs_fake_quant", 0);
     b.attention.dense = ld.linear(p + ".attention.output.dense", C, C);
+    b.attention.integer_products = rd.boolean(ld.need("attention", p + ".attention"), "integer_products",
+                                              "model.attention." + p + ".attention");
+    b.attention.check(path + ": " + p + ".attention");
     b.ln1 = ld.norm(p + ".attention.output.LayerNorm", C);
     b.intermediate = ld.linear(p + ".intermediate.dense", F, C);
     b.gelu_step = ld.step(p + ".intermediate.intermediate_act_fn.output_fake_quant", F);

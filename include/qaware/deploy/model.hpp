@@ -12,6 +12,8 @@
 //               quantization); scores = alpha q_h k_h^T; the
 //               score step; softmax(scores + mask); the
 //               probability step; context = p_h v_h; dense
+//               (the two products in integers where the QAT
+//               attention runs them so)
 //   Block       post- or pre-LN residual block, GELU with its   QATTransformerBlock
 //               output step
 //   Embeddings  word + token type + position lookups (tables    QATBertEmbeddings
@@ -38,6 +40,7 @@
 #include "qaware/ops/kernels/embedding.hpp"
 #include "qaware/ops/kernels/gelu.hpp"
 #include "qaware/ops/kernels/layer_norm.hpp"
+#include "qaware/ops/kernels/quantized_attention.hpp"
 #include "qaware/ops/kernels/select_position.hpp"
 #include "qaware/ops/kernels/softmax.hpp"
 #include "qaware/ops/kernels/tanh.hpp"
@@ -104,6 +107,27 @@ struct Attention {
   // Matmul-input steps (q, k, v), the score step and the probability step,
   // each off where the QAT attention had none.
   QuantStep q_step, k_step, v_step, scores_step, probs_step;
+  // q k^T and probs v on the INT8 GEMM (ops/kernels/quantized_attention.hpp),
+  // with the q, k, v and probability steps' parameters (then each per
+  // tensor). Their codes are those of the fake-quantized values, so these
+  // steps are not applied as float passes first.
+  bool integer_products = false;
+
+  IntegerAttentionParams integer_params() const {
+    IntegerAttentionParams p;
+    const std::pair<const QuantStep*, OperandQuant*> operands[] = {
+        {&q_step, &p.q}, {&k_step, &p.k}, {&v_step, &p.v}, {&probs_step, &p.p}};
+    for (const auto& [step, o] : operands) {
+      QAWARE_CHECK(step->enabled() && !step->params().per_channel && step->params().scale.size() == 1,
+                   "deploy::Attention: integer products need per-tensor q, k, v and probability steps");
+      const QuantParams& qp = step->params();
+      o->scale = qp.scale[0];
+      o->zero_point = qp.zero_point[0];
+      o->qmin = static_cast<std::int32_t>(qp.quant_min);
+      o->qmax = static_cast<std::int32_t>(qp.quant_max);
+    }
+    return p;
+  }
 
   void check(const std::string& who) const {
     QAWARE_CHECK(heads > 0 && hidden > 0 && hidden % heads == 0, who, ": hidden size ", hidden,
@@ -111,15 +135,28 @@ struct Attention {
     for (const Linear* l : {&query, &key, &value, &dense})
       QAWARE_CHECK(l->in_features() == hidden && l->out_features() == hidden, who, ": its projections must be ",
                    hidden, " x ", hidden, ", got ", l->out_features(), " x ", l->in_features());
+    QAWARE_CHECK(!scores_step.enabled() || !scores_step.params().per_channel, who, ": the score step must be per tensor");
+    QAWARE_CHECK(!probs_step.enabled() || !probs_step.params().per_channel, who,
+                 ": the probability step must be per tensor");
+    if (integer_products) integer_params().check(who.c_str());
   }
 
   // x (B, T, C), mask: the additive mask [B, 1, 1, T] or empty.
   DynTensor<float> forward(const DynTensor<float>& x, const DynTensor<float>& mask) const {
     const Index B = x.dim(0), T = x.dim(1), C = hidden, NH = heads, HS = C / NH;
-    const DynTensor<float> q = q_step(query.forward(x)), k = k_step(key.forward(x)), v = v_step(value.forward(x));
+    const float alpha = 1.0f / std::sqrt(static_cast<float>(HS));
+    std::optional<IntegerAttentionParams> ip;
+    if (integer_products) ip = integer_params();
+    DynTensor<float> q = query.forward(x), k = key.forward(x), v = value.forward(x);
     DynTensor<float> scores(Shape{B, NH, T, T});
-    ops::attention_scores_forward(q.data(), k.data(), scores.data(), B, T, C, NH,
-                                  1.0f / std::sqrt(static_cast<float>(HS)));
+    if (ip) {
+      ops::quantized_attention_scores_forward(q.data(), k.data(), scores.data(), B, T, C, NH, alpha, *ip);
+    } else {
+      q = q_step(std::move(q));
+      k = k_step(std::move(k));
+      v = v_step(std::move(v));
+      ops::attention_scores_forward(q.data(), k.data(), scores.data(), B, T, C, NH, alpha);
+    }
     scores = scores_step(std::move(scores));
     DynTensor<float> probs(scores.shape());
     const Index R = scores.shape().rows();
@@ -130,9 +167,13 @@ struct Attention {
           ::qaware::detail::make_row_broadcast("softmax", "mask", scores.shape(), mask.shape());
       ops::softmax_forward(scores.data(), mask.data(), rows, probs.data(), R, T);
     }
-    probs = probs_step(std::move(probs));
     DynTensor<float> ctx(Shape{B, T, C});
-    ops::attention_context_forward(probs.data(), v.data(), ctx.data(), B, T, C, NH);
+    if (ip) {
+      ops::quantized_attention_context_forward(probs.data(), v.data(), ctx.data(), B, T, C, NH, *ip);
+    } else {
+      probs = probs_step(std::move(probs));
+      ops::attention_context_forward(probs.data(), v.data(), ctx.data(), B, T, C, NH);
+    }
     return dense.forward(ctx);
   }
 };

@@ -15,6 +15,11 @@
 //                                                    quantize_matmul_inputs; always unsigned
 //   probs   = dropout(probs)                         attention_probs_dropout_prob, training only
 //   y       = output.dense(merge_heads(probs v_h))   QATLinear
+// With quantize_matmul_inputs and per-tensor points whose codes fit 8 bits
+// (integer_attention_params), q k^T and probs v run on the INT8 GEMM as the
+// exported model runs them (ops/quantized_attention.hpp; probs v only where
+// dropout does not scale the probabilities: in eval mode or with dropout 0);
+// otherwise as float products.
 // The scores are quantized before the mask is added (the mask's huge
 // negative values would otherwise set the range). The score and
 // probability points are always per tensor (their last dimension is the
@@ -28,12 +33,17 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
 
 #include "qaware/core/rng.hpp"
 #include "qaware/ops/kernels/attention_mask.hpp"
 #include "qaware/nn/linear.hpp"
 #include "qaware/nn/module.hpp"
 #include "qaware/ops/attention_products.hpp"
+#include "qaware/ops/quantized_attention.hpp"
 #include "qaware/ops/dropout.hpp"
 #include "qaware/ops/softmax.hpp"
 
@@ -109,12 +119,53 @@ class QATAttention : public Module<Scalar> {
     const Var<Scalar> k = k_fq_(tape, key_.forward(tape, x), tr);
     const Var<Scalar> v = v_fq_(tape, value_.forward(tape, x), tr);
 
-    Var<Scalar> scores = attention_scores(q, k, NH_, Scalar(1) / std::sqrt(static_cast<Scalar>(HS_)));
+    const Scalar alpha = Scalar(1) / std::sqrt(static_cast<Scalar>(HS_));
+    std::optional<IntegerAttentionParams> ip;
+    if constexpr (std::is_same_v<Scalar, float>) ip = integer_attention_params();
+    Var<Scalar> scores;
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (ip) scores = quantized_attention_scores(q, k, NH_, alpha, *ip);
+    }
+    if (!scores.valid()) scores = attention_scores(q, k, NH_, alpha);
     scores = scores_fq_(tape, scores, tr);
     Var<Scalar> probs = mask.valid() ? softmax(scores, mask) : softmax(scores);
     probs = probs_fq_(tape, probs, tr);
     probs = dropout(probs, static_cast<Scalar>(opt_.dropout), rng_, tr);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (ip && (!tr || opt_.dropout == 0)) return dense_.forward(tape, quantized_attention_context(probs, v, *ip));
+    }
     return dense_.forward(tape, attention_context(probs, v));
+  }
+
+  // The integer form of the two products, or nullopt (then `*why` says
+  // why): quantize_matmul_inputs is on, Scalar is float, and the q, k, v and
+  // probability points are on, fake-quantizing and per tensor with codes
+  // within uint8 or int8. The parameters are the points' current ones.
+  std::optional<IntegerAttentionParams> integer_attention_params(std::string* why = nullptr) const {
+    auto none = [&](const std::string& reason) -> std::optional<IntegerAttentionParams> {
+      if (why) *why = reason;
+      return std::nullopt;
+    };
+    if (!std::is_same_v<Scalar, float>) return none("the INT8 GEMM takes float layers only");
+    if (!opt_.quantize_matmul_inputs) return none("quantize_matmul_inputs is off");
+    IntegerAttentionParams p;
+    const std::pair<const char*, std::pair<const QuantPoint<Scalar>*, OperandQuant*>> points[] = {
+        {"q", {&q_fq_, &p.q}}, {"k", {&k_fq_, &p.k}}, {"v", {&v_fq_, &p.v}}, {"probabilities", {&probs_fq_, &p.p}}};
+    for (const auto& [name, pq] : points) {
+      const QuantPoint<Scalar>& point = *pq.first;
+      if (!point.enabled() || !point.fake_quantize().fake_quant_enabled())
+        return none(::qaware::detail::concat("the ", name, " point is off"));
+      const QuantParams qp = point.qparams();
+      if (qp.per_channel || qp.channels() != 1) return none(::qaware::detail::concat("the ", name, " point is per channel"));
+      OperandQuant& o = *pq.second;
+      o.scale = qp.scale[0];
+      o.zero_point = qp.zero_point[0];
+      o.qmin = static_cast<std::int32_t>(qp.quant_min);
+      o.qmax = static_cast<std::int32_t>(qp.quant_max);
+    }
+    const std::string problem = p.problem();
+    if (!problem.empty()) return none(problem);
+    return p;
   }
   DynTensor<Scalar> forward(const DynTensor<Scalar>& x, const DynTensor<Scalar>& padding_mask = DynTensor<Scalar>()) {
     return detail::run_no_grad<Scalar>([&](Tape<Scalar>& t) { return forward(t, t.constant(x), padding_mask); });

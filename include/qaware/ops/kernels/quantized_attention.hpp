@@ -1,0 +1,161 @@
+#pragma once
+// Attention's two products on the INT8 GEMM, for quantized operands (a QAT
+// attention with quantize_matmul_inputs), on raw pointers and without the
+// tape; ops/quantized_attention.hpp records them.
+//
+// Each operand x (q, k, v: (B, T, C); p: (B, NH, T, T)) holds per-tensor
+// codes, x = (c - zero_point) * scale with c in [qmin, qmax] within uint8 or
+// int8 (a fake-quantized tensor, or any tensor: the codes are recovered with
+// core/numerics.hpp's quantize, which returns the fake quantizer's codes
+// either way). Per batch and head:
+//   scores[b, h] = fma(float(sum_d (cq - zq)(ck - zk)), (sq * sk) * alpha, 0)
+//   ctx_h        = fma(float(sum_j (cp - zp)(cv - zv)), sp * sv, 0)
+// -- exact int32 sums and the GEMM's dequantizing stage. They differ from
+// attention_scores / attention_context on the fake-quantized values by
+// float rounding only. The QAT forward (QATAttention) and the exported
+// model (deploy::Attention) both run these. uint8 codes of the B operands
+// (k, v) are stored as int8 c - 128 with zero point z - 128, which leaves
+// every difference c - z, and so the sums, unchanged.
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "qaware/core/error.hpp"
+#include "qaware/core/threading.hpp"
+#include "qaware/gemm/gemm.hpp"
+#include "qaware/quant/fake_quantize_kernels.hpp"
+
+namespace qaware {
+
+// The per-tensor quantization of one matmul operand.
+struct OperandQuant {
+  float scale = 1.0f;
+  std::int32_t zero_point = 0;
+  std::int32_t qmin = 0;
+  std::int32_t qmax = 255;
+
+  bool is_unsigned() const { return qmin >= 0 && qmax <= 255; }
+  // Why the GEMM cannot take these codes, or an empty string.
+  std::string problem() const {
+    const bool fits_signed = qmin >= -128 && qmax <= 127;
+    if (qmin > qmax || !(is_unsigned() || fits_signed))
+      return detail::concat("range [", qmin, ", ", qmax, "] fits neither uint8 nor int8");
+    if (!(std::isfinite(scale) && scale > 0.0f)) return detail::concat("scale ", scale, " must be finite and positive");
+    if (zero_point < qmin || zero_point > qmax)
+      return detail::concat("zero point ", zero_point, " outside [", qmin, ", ", qmax, "]");
+    return {};
+  }
+};
+
+// The operands of an attention's two integer products.
+struct IntegerAttentionParams {
+  OperandQuant q, k, v, p;
+
+  std::string problem() const {
+    const std::pair<const char*, const OperandQuant*> ops[] = {{"q", &q}, {"k", &k}, {"v", &v}, {"probabilities", &p}};
+    for (const auto& [name, o] : ops) {
+      const std::string e = o->problem();
+      if (!e.empty()) return detail::concat(name, ": ", e);
+    }
+    return {};
+  }
+  void check(const char* who) const {
+    const std::string e = problem();
+    QAWARE_CHECK(e.empty(), who, ": ", e);
+  }
+};
+
+namespace ops {
+namespace attention_detail {
+
+// The codes of n values as the A operand (uint8 or int8, by the range).
+struct ACodes {
+  std::unique_ptr<std::uint8_t[]> bytes;
+  bool is_unsigned = true;
+  std::int32_t zero_point = 0;
+};
+
+inline ACodes a_codes(const float* x, Index n, const OperandQuant& o) {
+  ACodes c;
+  c.is_unsigned = o.is_unsigned();
+  c.zero_point = o.zero_point;
+  c.bytes.reset(new std::uint8_t[static_cast<std::size_t>(n)]);
+  const float inv = 1.0f / o.scale;
+  parallel_for(0, n, 16384, [&](Index b, Index e) {
+    if (c.is_unsigned)
+      ::qaware::detail::fq::quantize_codes(x + b, c.bytes.get() + b, e - b, inv, o.zero_point, o.qmin, o.qmax);
+    else
+      ::qaware::detail::fq::quantize_codes(x + b, reinterpret_cast<std::int8_t*>(c.bytes.get()) + b, e - b, inv, o.zero_point,
+                                 o.qmin, o.qmax);
+  });
+  return c;
+}
+
+// The codes of n values as the int8 B operand, with its zero point.
+inline std::unique_ptr<std::int8_t[]> b_codes(const float* x, Index n, const OperandQuant& o, std::int32_t& zero_point) {
+  ACodes a = a_codes(x, n, o);
+  std::unique_ptr<std::int8_t[]> out(reinterpret_cast<std::int8_t*>(a.bytes.release()));
+  zero_point = o.zero_point;
+  if (a.is_unsigned) {
+    parallel_for(0, n, 16384, [&](Index b, Index e) {
+      for (Index i = b; i < e; ++i) out[i] = static_cast<std::int8_t>(static_cast<std::uint8_t>(out[i]) - 128);
+    });
+    zero_point -= 128;
+  }
+  return out;
+}
+
+inline void gemm_a(const ACodes& a, Index offset, Index M, Index K, Index lda, const gemm::PackedMatrix& b,
+                   const gemm::Output& out) {
+  if (a.is_unsigned)
+    gemm::gemm(a.bytes.get() + offset, M, K, lda, a.zero_point, b, out);
+  else
+    gemm::gemm(reinterpret_cast<const std::int8_t*>(a.bytes.get()) + offset, M, K, lda, a.zero_point, b, out);
+}
+
+}  // namespace attention_detail
+
+// s (B, NH, T, T) from q, k (B, T, C), as the file comment says.
+inline void quantized_attention_scores_forward(const float* q, const float* k, float* s, Index B, Index T, Index C,
+                                               Index NH, float alpha, const IntegerAttentionParams& p) {
+  p.check("quantized_attention_scores");
+  if (B * T == 0) return;
+  const Index HS = C / NH;
+  const attention_detail::ACodes qc = attention_detail::a_codes(q, B * T * C, p.q);
+  std::int32_t zk = 0;
+  const std::unique_ptr<std::int8_t[]> kc = attention_detail::b_codes(k, B * T * C, p.k, zk);
+  gemm::Dequantize dq;
+  dq.a_scale = p.q.scale * p.k.scale;
+  dq.b_scales = &alpha;
+  dq.b_scale_count = 1;
+  for (Index i = 0; i < B * NH; ++i) {
+    const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
+    const gemm::PackedMatrix kp = gemm::pack_b(kc.get() + off, HS, T, C, gemm::BLayout::kNxK, zk);
+    attention_detail::gemm_a(qc, off, T, HS, C, kp, gemm::Output::dequantize(s + i * T * T, T, dq));
+  }
+}
+
+// ctx (B, T, C) from probabilities (B, NH, T, T) and v (B, T, C).
+inline void quantized_attention_context_forward(const float* probs, const float* v, float* ctx, Index B, Index T,
+                                                Index C, Index NH, const IntegerAttentionParams& p) {
+  p.check("quantized_attention_context");
+  if (B * T == 0) return;
+  const Index HS = C / NH;
+  const attention_detail::ACodes pc = attention_detail::a_codes(probs, B * NH * T * T, p.p);
+  std::int32_t zv = 0;
+  const std::unique_ptr<std::int8_t[]> vc = attention_detail::b_codes(v, B * T * C, p.v, zv);
+  gemm::Dequantize dq;
+  dq.a_scale = p.p.scale;
+  dq.b_scales = &p.v.scale;
+  dq.b_scale_count = 1;
+  for (Index i = 0; i < B * NH; ++i) {
+    const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
+    const gemm::PackedMatrix vp = gemm::pack_b(vc.get() + off, T, HS, C, gemm::BLayout::kKxN, zv);
+    attention_detail::gemm_a(pc, i * T * T, T, T, T, vp, gemm::Output::dequantize(ctx + off, C, dq));
+  }
+}
+
+}  // namespace ops
+}  // namespace qaware
