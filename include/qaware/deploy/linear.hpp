@@ -148,8 +148,10 @@ class Linear {
     return weight_;
   }
 
-  // x (..., IN) -> y (..., OUT).
-  DynTensor<float> forward(const DynTensor<float>& x) const {
+  // x (..., IN) -> y (..., OUT). An integer layer may apply `activation` in
+  // its output stage, after the bias and before the output step; a float
+  // layer takes none.
+  DynTensor<float> forward(const DynTensor<float>& x, gemm::Activation activation = gemm::Activation::kNone) const {
     QAWARE_CHECK(x.rank() >= 1 && x.dim(-1) == in_, "deploy::Linear: x ", x.shape().str(), " must end in IN = ", in_,
                  " features (weight [", out_, ", ", in_, "])");
     Shape ys = x.shape();
@@ -158,8 +160,9 @@ class Linear {
     const Index R = x.shape().rows();
     const float* b = bias_.empty() ? nullptr : bias_.data();
     if (is_integer()) {
-      ops::quantized_linear_forward_packed(x.data(), packed_, b, y.data(), R, in_, out_, params_);
+      ops::quantized_linear_forward_packed(x.data(), packed_, b, y.data(), R, in_, out_, params_, activation);
     } else {
+      QAWARE_CHECK(activation == gemm::Activation::kNone, "deploy::Linear: a float layer has no fused activation");
       const DynTensor<float> xq = input_(x);
       ops::linear_forward(xq.data(), weight_.data(), b, y.data(), R, in_, out_);
     }

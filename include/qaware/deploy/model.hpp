@@ -211,6 +211,11 @@ struct Block {
 
  private:
   DynTensor<float> ffn(const DynTensor<float>& h) const {
+    // The erf GELU fuses into an integer layer's output stage (the same
+    // numerics::gelu_erf as gelu_forward, element by element), unless the
+    // layer's own output step comes between.
+    if (gelu == GeluApprox::Erf && intermediate.is_integer() && !intermediate.output_step().enabled())
+      return output.forward(gelu_step(intermediate.forward(h, gemm::Activation::kGelu)));
     DynTensor<float> a = intermediate.forward(h);
     ops::gelu_forward(a.data(), a.data(), a.numel(), gelu);
     return output.forward(gelu_step(std::move(a)));
