@@ -27,6 +27,9 @@
 //   io          safetensors (every dtype), its JSON header, JSON, state dicts
 //   training    a tiny BERT classifier trained with AdamW; a checkpoint
 //               resumes bit for bit
+//   deploy      that classifier exported to INT8, saved, loaded and run: bit
+//               for bit the QAT eval forward; an integer linear against the
+//               integer product; a truncated file refused
 //
 // To run every kernel it uses the hooks the library's own tests use:
 // qaware::ScopedMaxIsa (the library-wide instruction-set cap: fake-quant and
@@ -2583,6 +2586,82 @@ std::string section_training() {
   return cat("losses ", losses[0], " ", losses[1], " ", losses[2], " ", next, "; checkpoint at step ", k, " resumes bit for bit");
 }
 
+// ===========================================================================
+// deploy: the trained classifier exported (deploy::convert), saved, loaded
+// and run; the outputs equal the QAT eval forward's bit for bit, and one
+// integer linear equals the exact integer product dequantized here.
+// ===========================================================================
+
+std::string section_deploy() {
+  TrainingRun run(2);
+  for (int s = 0; s < 3; ++s) run.step();
+  run.model.eval();
+  const Index B = 2, T = 8;
+  DynTensor<std::int64_t> ids(Shape{B, T});
+  for (Index i = 0; i < B * T; ++i) ids[i] = (i * 5) % 20;
+  const DynTensor<float> mask = padding_mask(B, T);
+  Tape<float> tape;
+  tape.set_grad_enabled(false);
+  const auto out = run.model.bert.forward(tape, ids, DynTensor<std::int64_t>(), mask);
+  const DynTensor<float> want = run.model.head.forward(tape, out.pooled_output).value();
+
+  const deploy::BertModel d = deploy::convert(run.model.bert, &run.model.head);
+  const std::string path = g_tmp->file("model.int8.safetensors");
+  deploy::save(d, path);
+  const deploy::BertModel loaded = deploy::load(path);
+  Index differ = 0;
+  for (const deploy::BertModel* m : {&d, &loaded}) {
+    const DynTensor<float> got = m->forward(ids, DynTensor<std::int64_t>(), mask).logits;
+    EXPECT(got.shape() == want.shape(), "deploy logits ", got.shape().str());
+    for (Index i = 0; i < want.numel() && got.shape() == want.shape(); ++i)
+      differ += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+  }
+  EXPECT(differ == 0, differ, " deploy logits differ from the QAT eval forward");
+
+  // One integer linear against the exact integer product written out here.
+  const deploy::Linear& q = loaded.layers()[0].attention.query;
+  EXPECT(q.is_integer(), "the query layer was not exported as an integer layer");
+  const IntegerLinearParams& p = q.params();
+  const std::vector<std::int8_t> codes = q.weight_codes();
+  const Index IN = q.in_features(), OUT = q.out_features();
+  DynTensor<float> x(Shape{3, IN});
+  Rng rng(5);
+  for (Index i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(rng.normal(0.0, 1.0));
+  const DynTensor<float> y = q.forward(x);
+  Index bad = 0;
+  for (Index r = 0; r < 3; ++r)
+    for (Index o = 0; o < OUT; ++o) {
+      std::int64_t acc = 0;
+      for (Index i = 0; i < IN; ++i) {
+        const float t = std::nearbyint(x[r * IN + i] * (1.0f / p.input_scale)) + static_cast<float>(p.input_zero_point);
+        const auto c = static_cast<std::int64_t>(std::min(std::max(t, static_cast<float>(p.input_min)),
+                                                          static_cast<float>(p.input_max)));
+        acc += (c - p.input_zero_point) * codes[static_cast<std::size_t>(o * IN + i)];
+      }
+      const float sw = p.weight_scales[static_cast<std::size_t>(p.weight_scales.size() == 1 ? 0 : o)];
+      const float want_y = std::fma(static_cast<float>(acc), p.input_scale * sw, q.bias()[static_cast<std::size_t>(o)]);
+      bad += std::memcmp(&want_y, &y[r * OUT + o], sizeof(float)) != 0;
+    }
+  EXPECT(bad == 0, bad, " of ", 3 * OUT, " outputs of the exported query layer differ from the integer product");
+
+  // A truncated file is refused with an Error.
+  {
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string cut = g_tmp->file("cut.safetensors");
+    std::ofstream(cut, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+    bool refused = false;
+    try {
+      deploy::load(cut);
+    } catch (const Error&) {
+      refused = true;
+    }
+    EXPECT(refused, "a truncated INT8 model file loaded");
+  }
+  return cat("convert, save, load: logits equal the QAT forward's; ", OUT, " x ", IN,
+             " integer linear equals the integer product; ", std::filesystem::file_size(path), " bytes");
+}
+
 }  // namespace
 
 int main() {
@@ -2598,7 +2677,7 @@ int main() {
                               {"observers", section_observers}, {"gemm", section_gemm},
                               {"float_ops", section_float_ops}, {"layers", section_layers},
                               {"optim", section_optim},       {"io", section_io},
-                              {"training", section_training}};
+                              {"training", section_training}, {"deploy", section_deploy}};
   int failed_sections = 0;
   for (const Section& s : sections) {
     g_tally.section_failures = 0;
