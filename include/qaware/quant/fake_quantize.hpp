@@ -88,14 +88,11 @@ Var<Scalar> fake_quantize_per_channel_affine(Var<Scalar> x, const std::vector<Sc
 
 template <typename Scalar>
 Var<Scalar> fake_quantize(Var<Scalar> x, const QuantParams& qp, SteMode ste = SteMode::Clipped) {
-  if (!qp.per_channel) {
-    QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
-                 "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
-    return fake_quantize_per_tensor_affine(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0], qp.quant_min,
-                                           qp.quant_max, ste);
-  }
-  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
-  return fake_quantize_per_channel_affine(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max, ste);
+  return detail::fq::with_qparams<Scalar>(
+      qp, [&](Scalar s, std::int32_t z) { return fake_quantize_per_tensor_affine(x, s, z, qp.quant_min, qp.quant_max, ste); },
+      [&](const std::vector<Scalar>& s) {
+        return fake_quantize_per_channel_affine(x, s, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max, ste);
+      });
 }
 
 }  // namespace qaware

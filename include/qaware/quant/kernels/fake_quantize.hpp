@@ -255,29 +255,43 @@ Tensor<Scalar, Rank> fake_quantize_per_channel_affine(const Tensor<Scalar, Rank>
   return y;
 }
 
-// With a QuantParams (per tensor or per channel).
-template <typename Scalar>
-FakeQuantResult<Scalar> fake_quantize_cachemask(const DynTensor<Scalar>& x, const QuantParams& qp) {
+namespace detail {
+namespace fq {
+// The one per-tensor / per-channel dispatch of a QuantParams: per_tensor(scale,
+// zero point) for a per-tensor QuantParams (which must hold one of each),
+// else per_channel(scales as Scalar).
+template <typename Scalar, class PerTensor, class PerChannel>
+auto with_qparams(const QuantParams& qp, PerTensor&& per_tensor, PerChannel&& per_channel) {
   if (!qp.per_channel) {
     QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
                  "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
-    return fake_quantize_per_tensor_affine_cachemask(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0],
-                                                     qp.quant_min, qp.quant_max);
+    return per_tensor(static_cast<Scalar>(qp.scale[0]), qp.zero_point[0]);
   }
-  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
-  return fake_quantize_per_channel_affine_cachemask(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+  return per_channel(std::vector<Scalar>(qp.scale.begin(), qp.scale.end()));
+}
+}  // namespace fq
+}  // namespace detail
+
+// With a QuantParams (per tensor or per channel).
+template <typename Scalar>
+FakeQuantResult<Scalar> fake_quantize_cachemask(const DynTensor<Scalar>& x, const QuantParams& qp) {
+  return detail::fq::with_qparams<Scalar>(
+      qp,
+      [&](Scalar s, std::int32_t z) {
+        return fake_quantize_per_tensor_affine_cachemask(x, s, z, qp.quant_min, qp.quant_max);
+      },
+      [&](const std::vector<Scalar>& s) {
+        return fake_quantize_per_channel_affine_cachemask(x, s, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+      });
 }
 
 template <typename Scalar>
 DynTensor<Scalar> fake_quantize(const DynTensor<Scalar>& x, const QuantParams& qp) {
-  if (!qp.per_channel) {
-    QAWARE_CHECK(qp.scale.size() == 1 && qp.zero_point.size() == 1, "fake_quantize: per-tensor QuantParams needs one "
-                 "scale and one zero point, got ", qp.scale.size(), " and ", qp.zero_point.size());
-    return fake_quantize_per_tensor_affine(x, static_cast<Scalar>(qp.scale[0]), qp.zero_point[0], qp.quant_min,
-                                           qp.quant_max);
-  }
-  const std::vector<Scalar> scale(qp.scale.begin(), qp.scale.end());
-  return fake_quantize_per_channel_affine(x, scale, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+  return detail::fq::with_qparams<Scalar>(
+      qp, [&](Scalar s, std::int32_t z) { return fake_quantize_per_tensor_affine(x, s, z, qp.quant_min, qp.quant_max); },
+      [&](const std::vector<Scalar>& s) {
+        return fake_quantize_per_channel_affine(x, s, qp.zero_point, qp.axis, qp.quant_min, qp.quant_max);
+      });
 }
 
 }  // namespace qaware
