@@ -20,7 +20,6 @@ with torch.set_num_threads and prints what it found.
 """
 
 import argparse
-import ctypes
 import math
 import statistics
 import time
@@ -28,6 +27,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bench_train_step_torch import blas_library, set_threads
 
 
 class Block(nn.Module):
@@ -55,20 +56,6 @@ class Block(nn.Module):
         ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(B, T, C)
         h = self.ln1(self.dense(ctx) + x)
         return self.ln2(self.out(F.gelu(self.inter(h))) + h)
-
-
-def blas_library():
-    try:
-        return ctypes.CDLL("libblas.so.3")
-    except OSError:
-        return None
-
-
-def set_threads(threads):
-    torch.set_num_threads(threads)
-    lib = blas_library()
-    if lib is not None and hasattr(lib, "openblas_set_num_threads"):
-        lib.openblas_set_num_threads(ctypes.c_int(threads))
 
 
 def time_forward(model, x, reps):

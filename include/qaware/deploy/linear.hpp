@@ -26,6 +26,7 @@
 // on; the int8 codes are not kept beside the packed matrix (unpack_b gives
 // them back for saving).
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,6 +43,15 @@
 
 namespace qaware {
 namespace deploy {
+namespace detail {
+
+// Every one of n values is finite, or an Error names `who`, `what` and the first that is not.
+inline void check_finite(const float* v, Index n, const std::string& who, const char* what) {
+  for (Index i = 0; i < n; ++i)
+    QAWARE_CHECK(std::isfinite(v[i]), who, ": ", what, " value ", v[i], " at flat index ", i, " is not finite");
+}
+
+}  // namespace detail
 
 // A frozen quantization point: fake quantization with fixed parameters, or
 // nothing.
@@ -69,10 +79,10 @@ class QuantStep {
     QAWARE_CHECK(!p.scale.empty() && p.scale.size() == p.zero_point.size(), who, ": ", p.scale.size(), " scales and ",
                  p.zero_point.size(), " zero points");
     QAWARE_CHECK(p.per_channel || p.scale.size() == 1, who, ": a per-tensor point has ", p.scale.size(), " scales");
-    detail::check_range(who.c_str(), p.quant_min, p.quant_max);
+    ::qaware::detail::check_range(who.c_str(), p.quant_min, p.quant_max);
     for (std::size_t c = 0; c < p.scale.size(); ++c) {
-      detail::check_scale(who.c_str(), p.scale[c], static_cast<long>(c));
-      detail::check_zero_point(who.c_str(), p.zero_point[c], p.quant_min, p.quant_max, static_cast<long>(c));
+      ::qaware::detail::check_scale(who.c_str(), p.scale[c], static_cast<long>(c));
+      ::qaware::detail::check_zero_point(who.c_str(), p.zero_point[c], p.quant_min, p.quant_max, static_cast<long>(c));
     }
   }
 
@@ -112,8 +122,7 @@ class Linear {
                          const std::string& who) {
     QAWARE_CHECK(weight.rank() == 2, who, ": the weight must be (OUT, IN), got ", weight.shape().str());
     check_shape(weight.dim(0), weight.dim(1), bias, who);
-    for (Index i = 0; i < weight.numel(); ++i)
-      QAWARE_CHECK(std::isfinite(weight[i]), who, ": weight value ", weight[i], " at flat index ", i, " is not finite");
+    detail::check_finite(weight.data(), weight.numel(), who, "weight");
     Linear l;
     l.out_ = weight.dim(0);
     l.in_ = weight.dim(1);
@@ -174,8 +183,7 @@ class Linear {
     QAWARE_CHECK(out > 0 && in > 0, who, ": weight [", out, ", ", in, "] must have positive sizes");
     QAWARE_CHECK(bias.empty() || static_cast<Index>(bias.size()) == out, who, ": ", bias.size(),
                  " bias values for ", out, " outputs");
-    for (std::size_t i = 0; i < bias.size(); ++i)
-      QAWARE_CHECK(std::isfinite(bias[i]), who, ": bias value ", bias[i], " at ", i, " is not finite");
+    detail::check_finite(bias.data(), static_cast<Index>(bias.size()), who, "bias");
   }
 
   Index out_ = 0, in_ = 0;

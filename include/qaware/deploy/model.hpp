@@ -56,10 +56,6 @@ inline DynTensor<float> add(const DynTensor<float>& a, const DynTensor<float>& b
   return y;
 }
 
-inline void check_finite(const std::vector<float>& v, const std::string& who, const char* what) {
-  for (std::size_t i = 0; i < v.size(); ++i)
-    QAWARE_CHECK(std::isfinite(v[i]), who, ": ", what, " value ", v[i], " at ", i, " is not finite");
-}
 
 }  // namespace detail
 
@@ -73,8 +69,8 @@ class LayerNorm {
     QAWARE_CHECK(!w_.empty() && w_.size() == b_.size(), who, ": ", w_.size(), " weights and ", b_.size(),
                  " biases (need the same positive count)");
     QAWARE_CHECK(std::isfinite(eps_) && eps_ >= 0, who, ": eps must be finite and >= 0, got ", eps_);
-    detail::check_finite(w_, who, "weight");
-    detail::check_finite(b_, who, "bias");
+    detail::check_finite(w_.data(), channels(), who, "weight");
+    detail::check_finite(b_.data(), channels(), who, "bias");
   }
   Index channels() const { return static_cast<Index>(w_.size()); }
   const std::vector<float>& weight() const { return w_; }
@@ -233,8 +229,7 @@ class EmbeddingTable {
   static EmbeddingTable floating(DynTensor<float> table, const std::string& who) {
     QAWARE_CHECK(table.rank() == 2 && table.dim(0) > 0 && table.dim(1) > 0, who, ": a table must be (rows, C), got ",
                  table.shape().str());
-    for (Index i = 0; i < table.numel(); ++i)
-      QAWARE_CHECK(std::isfinite(table[i]), who, ": value ", table[i], " at flat index ", i, " is not finite");
+    detail::check_finite(table.data(), table.numel(), who, "table");
     EmbeddingTable t;
     t.rows_ = table.dim(0);
     t.cols_ = table.dim(1);
