@@ -148,6 +148,22 @@ TEST(QuantizedLinearTest, BackwardIsLinearsBackward) {
   expect_bitwise_equal(gi[2], gf[2], "db");
 }
 
+// An empty batch gives an empty output, as the float linear and PyTorch do
+// (the GEMM itself refuses M = 0).
+TEST(QuantizedLinearTest, EmptyBatchGivesAnEmptyOutput) {
+  IntegerLinearParams p;
+  p.input_scale = 0.1f;
+  p.input_zero_point = 128;
+  p.weight_scales = {0.01f};
+  Tape<float> tape;
+  const Var<float> x = tape.leaf(DynTensor<float>(Shape{0, 16}));
+  const Var<float> w = tape.leaf(DynTensor<float>(Shape{8, 16}, 0.02f));
+  const Var<float> y = quantized_linear(x, w, p);
+  EXPECT_EQ(y.shape(), Shape({0, 8}));
+  const Var<float> y3 = quantized_linear(tape.leaf(DynTensor<float>(Shape{2, 0, 16})), w, p);
+  EXPECT_EQ(y3.shape(), Shape({2, 0, 8}));
+}
+
 TEST(QuantizedLinearTest, BadParametersNameTheValues) {
   Problem p(4, 8, 6, 0, 255, 0, true, 7);
   Tape<float> tape;
