@@ -265,19 +265,24 @@ TEST_P(GemmPathTest, DequantizeStage) {
   }
 }
 
+// qmin / qmax: the output range (the type's by default; a narrower one, as a
+// sub-8-bit activation's codes, when given).
 template <class TO>
-void requantize_case(Variant path, Rng& rng, bool per_channel, gemm::Activation act, std::int32_t out_zp) {
+void requantize_case(Variant path, Rng& rng, bool per_channel, gemm::Activation act, std::int32_t out_zp,
+                     std::int32_t qmin = std::is_same<TO, std::uint8_t>::value ? 0 : -128,
+                     std::int32_t qmax = std::is_same<TO, std::uint8_t>::value ? 255 : 127) {
   Case<std::int8_t> cs(29, 83, 150, BLayout::kKxN, rng, -5, 0, 0, 3, 4);
   const StageParams sp = stage_params(cs.N, per_channel, rng);
   const gemm::Dequantize dq = make_dq(sp, true, act);
-  const float out_scale = 0.021f;  // small enough that some outputs saturate
+  const bool narrow = qmax - qmin < 255;
+  const float out_scale = narrow ? 0.3f : 0.021f;  // small enough that some outputs saturate
   const PackedMatrix pb = cs.pack(path.path, path.avx2_format);
   GuardedOutput<TO> out(cs.M, cs.N, cs.ldc, static_cast<TO>(77));
-  gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, Output::requantize(out.data(), cs.ldc, dq, out_scale, out_zp));
+  const Output stage = narrow ? Output::requantize(out.data(), cs.ldc, dq, out_scale, out_zp, qmin, qmax)
+                              : Output::requantize(out.data(), cs.ldc, dq, out_scale, out_zp);
+  gemm::gemm(cs.a.data(), cs.M, cs.K, cs.lda, cs.za, pb, stage);
   ASSERT_TRUE(out.untouched_outside());
   const std::vector<std::int32_t> acc = cs.reference();
-  constexpr std::int32_t qmin = std::is_same<TO, std::uint8_t>::value ? 0 : -128;
-  constexpr std::int32_t qmax = std::is_same<TO, std::uint8_t>::value ? 255 : 127;
   int saturated = 0, inside = 0;
   for (Index m = 0; m < cs.M; ++m) {
     for (Index n = 0; n < cs.N; ++n) {
@@ -304,6 +309,17 @@ TEST_P(GemmPathTest, RequantizeStageInt8) {
   for (bool per_channel : {false, true})
     for (auto act : {gemm::Activation::kNone, gemm::Activation::kRelu, gemm::Activation::kGelu})
       requantize_case<std::int8_t>(path(), rng, per_channel, act, -3);
+}
+
+// Codes of a 4-bit range: unsigned [0, 15] and signed [-8, 7] (and uint8
+// codes stored as int8 minus 128: [-128, -113]).
+TEST_P(GemmPathTest, RequantizeStageNarrowRange) {
+  Rng rng(20);
+  for (bool per_channel : {false, true}) {
+    requantize_case<std::uint8_t>(path(), rng, per_channel, gemm::Activation::kNone, 7, 0, 15);
+    requantize_case<std::int8_t>(path(), rng, per_channel, gemm::Activation::kGelu, 0, -8, 7);
+    requantize_case<std::int8_t>(path(), rng, per_channel, gemm::Activation::kRelu, -121, -128, -113);
+  }
 }
 
 // The requantized stage rounds half to even: with out_scale 2 and no bias,

@@ -189,6 +189,15 @@ TEST(GemmValidationTest, GemmRejectsBadArguments) {
   std::vector<std::int8_t> cs8(c.size());
   EXPECT_TRUE(throws_with([&] { gemm::gemm(a.data(), M, K, K, 0, pb, Output::requantize(cs8.data(), N, dq, 1.0f, 128)); },
                           "output zero point 128"));
+  EXPECT_TRUE(throws_with(
+      [&] { gemm::gemm(a.data(), M, K, K, 0, pb, Output::requantize(cs8.data(), N, dq, 1.0f, 0, -129, 7)); },
+      "output range [-129, 7] is not within the int8 range [-128, 127]"));
+  EXPECT_TRUE(throws_with(
+      [&] { gemm::gemm(a.data(), M, K, K, 0, pb, Output::requantize(cq.data(), N, dq, 1.0f, 0, 9, 3)); },
+      "output range [9, 3]"));
+  EXPECT_TRUE(throws_with(
+      [&] { gemm::gemm(a.data(), M, K, K, 0, pb, Output::requantize(cq.data(), N, dq, 1.0f, 16, 0, 15)); },
+      "output zero point 16 is outside the output range [0, 15]"));
 }
 
 TEST(GemmValidationTest, PackedForAnUnsupportedPathIsRefused) {

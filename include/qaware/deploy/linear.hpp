@@ -37,6 +37,7 @@
 #include "qaware/core/tensor.hpp"
 #include "qaware/gemm/gemm.hpp"
 #include "qaware/ops/kernels/linear.hpp"
+#include "qaware/ops/kernels/quantized_attention.hpp"
 #include "qaware/ops/kernels/quantized_linear.hpp"
 #include "qaware/quant/kernels/fake_quantize.hpp"
 #include "qaware/quant/qparams.hpp"
@@ -155,6 +156,29 @@ class Linear {
   const DynTensor<float>& float_weight() const {
     QAWARE_CHECK(!is_integer(), "deploy::Linear::float_weight: this layer is integer");
     return weight_;
+  }
+
+  // Integer layers without an output step: x (R, ...) flattened to R rows ->
+  // the codes of y under `o`, from the GEMM's requantizing stage (the codes
+  // of y's fake-quantized values, without y in float).
+  ops::OperandCodes forward_codes(const DynTensor<float>& x, const OperandQuant& o) const {
+    QAWARE_CHECK(is_integer() && !output_.enabled(), "deploy::Linear::forward_codes: needs an integer layer without "
+                 "an output step");
+    QAWARE_CHECK(x.rank() >= 1 && x.dim(-1) == in_, "deploy::Linear: x ", x.shape().str(), " must end in IN = ", in_,
+                 " features (weight [", out_, ", ", in_, "])");
+    const Index R = x.shape().rows();
+    const float* b = bias_.empty() ? nullptr : bias_.data();
+    ops::OperandCodes c;
+    c.is_unsigned = o.is_unsigned();
+    c.zero_point = o.zero_point;
+    c.bytes.reset(new std::uint8_t[static_cast<std::size_t>(R * out_)]);
+    if (c.is_unsigned)
+      ops::quantized_linear_forward_requantized(x.data(), packed_, b, c.bytes.get(), R, in_, out_, params_, o.scale,
+                                                o.zero_point, o.qmin, o.qmax);
+    else
+      ops::quantized_linear_forward_requantized(x.data(), packed_, b, reinterpret_cast<std::int8_t*>(c.bytes.get()), R,
+                                                in_, out_, params_, o.scale, o.zero_point, o.qmin, o.qmax);
+    return c;
   }
 
   // x (..., IN) -> y (..., OUT). An integer layer may apply `activation` in

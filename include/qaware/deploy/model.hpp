@@ -106,7 +106,8 @@ struct Attention {
   // q k^T and probs v on the INT8 GEMM (ops/kernels/quantized_attention.hpp),
   // with the q, k, v and probability steps' parameters (then each per
   // tensor). Their codes are those of the fake-quantized values, so these
-  // steps are not applied as float passes first.
+  // steps are not applied as float passes first; integer projections
+  // without output steps requantize straight to the q, k and v codes.
   bool integer_products = false;
 
   IntegerAttentionParams integer_params() const {
@@ -143,8 +144,10 @@ struct Attention {
     const float alpha = 1.0f / std::sqrt(static_cast<float>(HS));
     std::optional<IntegerAttentionParams> ip;
     if (integer_products) ip = integer_params();
-    DynTensor<float> q = query.forward(x), k = key.forward(x), v = value.forward(x);
     DynTensor<float> scores(Shape{B, NH, T, T});
+    if (ip && codes_out(query) && codes_out(key) && codes_out(value))
+      return integer_forward(x, mask, *ip, std::move(scores), alpha);
+    DynTensor<float> q = query.forward(x), k = key.forward(x), v = value.forward(x);
     if (ip) {
       ops::quantized_attention_scores_forward(q.data(), k.data(), scores.data(), B, T, C, NH, alpha, *ip);
     } else {
@@ -153,6 +156,30 @@ struct Attention {
       v = v_step(std::move(v));
       ops::attention_scores_forward(q.data(), k.data(), scores.data(), B, T, C, NH, alpha);
     }
+    return finish(std::move(scores), mask, ip, v.data());
+  }
+
+ private:
+  static bool codes_out(const Linear& l) { return l.is_integer() && !l.output_step().enabled(); }
+
+  // The integer path with the projections' codes straight from their GEMMs.
+  DynTensor<float> integer_forward(const DynTensor<float>& x, const DynTensor<float>& mask,
+                                   const IntegerAttentionParams& ip, DynTensor<float> scores, float alpha) const {
+    const Index B = x.dim(0), T = x.dim(1), C = hidden, NH = heads;
+    const ops::OperandCodes q = query.forward_codes(x, ip.q);
+    const ops::OperandCodes k = key.forward_codes(x, ops::as_int8_operand(ip.k));
+    const ops::OperandCodes v = value.forward_codes(x, ops::as_int8_operand(ip.v));
+    ops::quantized_attention_scores_codes(q, k, scores.data(), B, T, C, NH, alpha, ip);
+    const std::optional<IntegerAttentionParams> p = ip;
+    return finish(std::move(scores), mask, p, nullptr, &v);
+  }
+
+  // From the scores on: the score step, softmax, the probability step and
+  // the context (from v's floats, or from its codes), then the dense layer.
+  DynTensor<float> finish(DynTensor<float> scores, const DynTensor<float>& mask,
+                          const std::optional<IntegerAttentionParams>& ip, const float* v,
+                          const ops::OperandCodes* v_codes = nullptr) const {
+    const Index B = scores.dim(0), NH = heads, T = scores.dim(2), C = hidden;
     scores = scores_step(std::move(scores));
     DynTensor<float> probs(scores.shape());
     const Index R = scores.shape().rows();
@@ -164,11 +191,14 @@ struct Attention {
       ops::softmax_forward(scores.data(), mask.data(), rows, probs.data(), R, T);
     }
     DynTensor<float> ctx(Shape{B, T, C});
-    if (ip) {
-      ops::quantized_attention_context_forward(probs.data(), v.data(), ctx.data(), B, T, C, NH, *ip);
+    if (v_codes) {
+      ops::quantized_attention_context_codes(ops::operand_codes(probs.data(), probs.numel(), ip->p), *v_codes,
+                                             ctx.data(), B, T, C, NH, *ip);
+    } else if (ip) {
+      ops::quantized_attention_context_forward(probs.data(), v, ctx.data(), B, T, C, NH, *ip);
     } else {
       probs = probs_step(std::move(probs));
-      ops::attention_context_forward(probs.data(), v.data(), ctx.data(), B, T, C, NH);
+      ops::attention_context_forward(probs.data(), v, ctx.data(), B, T, C, NH);
     }
     return dense.forward(ctx);
   }

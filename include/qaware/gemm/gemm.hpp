@@ -89,8 +89,12 @@ Problem validate(const TA* a, Index M, Index K, Index lda, std::int32_t a_zero_p
                    out.out_scale());
       QAWARE_CHECK(std::isfinite(1.0f / out.out_scale()), "gemm: output scale ", out.out_scale(),
                    " is too small (1/scale overflows float)");
+      const std::int32_t tmin = kind == Output::Kind::kUint8 ? 0 : -128, tmax = kind == Output::Kind::kUint8 ? 255 : 127;
+      QAWARE_CHECK(out.qmin() >= tmin && out.qmin() <= out.qmax() && out.qmax() <= tmax, "gemm: output range [",
+                   out.qmin(), ", ", out.qmax(), "] is not within the ", output_kind_name(kind), " range [", tmin, ", ",
+                   tmax, "]");
       QAWARE_CHECK(out.out_zero_point() >= out.qmin() && out.out_zero_point() <= out.qmax(), "gemm: output zero point ",
-                   out.out_zero_point(), " is outside the ", output_kind_name(kind), " range [", out.qmin(), ", ",
+                   out.out_zero_point(), " is outside the output range [", out.qmin(), ", ",
                    out.qmax(), "]");
     }
   }

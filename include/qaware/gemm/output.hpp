@@ -7,7 +7,8 @@
 //   int32        C[m*ldc + n] = acc
 //   dequantize   y = fma(float(acc), a_scale * b_scale[n], bias[n]);  C = act(y)   (float)
 //   requantize   C = numerics::quantize(act(y), 1 / out_scale, out_zero_point, qmin, qmax)
-//                with [qmin, qmax] = [0, 255] for uint8 and [-128, 127] for int8
+//                with [qmin, qmax] = [0, 255] for uint8 and [-128, 127] for int8, or a
+//                narrower range within those (a sub-8-bit activation's codes)
 // where b_scale is per tensor (one value) or per output channel (N values),
 // bias is optional (N values) and act is none, ReLU or GELU (erf form,
 // 0.5 y (1 + erf(y / sqrt 2)), as torch.nn.GELU()). The fma, the GELU and the
@@ -67,11 +68,20 @@ class Output {
   // Requantized uint8 / int8 with the output's scale and zero point.
   static Output requantize(std::uint8_t* c, Index ldc, const Dequantize& dq, float out_scale,
                            std::int32_t out_zero_point) {
-    return requant(Kind::kUint8, c, ldc, dq, out_scale, out_zero_point);
+    return requant(Kind::kUint8, c, ldc, dq, out_scale, out_zero_point, 0, 255);
   }
   static Output requantize(std::int8_t* c, Index ldc, const Dequantize& dq, float out_scale,
                            std::int32_t out_zero_point) {
-    return requant(Kind::kInt8, c, ldc, dq, out_scale, out_zero_point);
+    return requant(Kind::kInt8, c, ldc, dq, out_scale, out_zero_point, -128, 127);
+  }
+  // The same with the codes clamped to [qmin, qmax] (within the type's range).
+  static Output requantize(std::uint8_t* c, Index ldc, const Dequantize& dq, float out_scale,
+                           std::int32_t out_zero_point, std::int32_t qmin, std::int32_t qmax) {
+    return requant(Kind::kUint8, c, ldc, dq, out_scale, out_zero_point, qmin, qmax);
+  }
+  static Output requantize(std::int8_t* c, Index ldc, const Dequantize& dq, float out_scale,
+                           std::int32_t out_zero_point, std::int32_t qmin, std::int32_t qmax) {
+    return requant(Kind::kInt8, c, ldc, dq, out_scale, out_zero_point, qmin, qmax);
   }
 
   Kind kind() const { return kind_; }
@@ -80,16 +90,19 @@ class Output {
   const Dequantize& dequant() const { return dq_; }
   float out_scale() const { return out_scale_; }
   std::int32_t out_zero_point() const { return out_zp_; }
-  std::int32_t qmin() const { return kind_ == Kind::kUint8 ? 0 : -128; }
-  std::int32_t qmax() const { return kind_ == Kind::kUint8 ? 255 : 127; }
+  std::int32_t qmin() const { return qmin_; }
+  std::int32_t qmax() const { return qmax_; }
 
  private:
   Output(Kind k, void* c, Index ldc) : kind_(k), c_(c), ldc_(ldc) {}
-  static Output requant(Kind k, void* c, Index ldc, const Dequantize& dq, float out_scale, std::int32_t zp) {
+  static Output requant(Kind k, void* c, Index ldc, const Dequantize& dq, float out_scale, std::int32_t zp,
+                        std::int32_t qmin, std::int32_t qmax) {
     Output o(k, c, ldc);
     o.dq_ = dq;
     o.out_scale_ = out_scale;
     o.out_zp_ = zp;
+    o.qmin_ = qmin;
+    o.qmax_ = qmax;
     return o;
   }
 
@@ -99,6 +112,7 @@ class Output {
   Dequantize dq_{};
   float out_scale_ = 1.0f;
   std::int32_t out_zp_ = 0;
+  std::int32_t qmin_ = 0, qmax_ = 0;
 };
 
 inline const char* output_kind_name(Output::Kind k) {

@@ -15,7 +15,10 @@
 // float rounding only. The QAT forward (QATAttention) and the exported
 // model (deploy::Attention) both run these. uint8 codes of the B operands
 // (k, v) are stored as int8 c - 128 with zero point z - 128, which leaves
-// every difference c - z, and so the sums, unchanged.
+// every difference c - z, and so the sums, unchanged (as_int8_operand).
+// The *_codes forms take the operands' codes directly (the exported model
+// has its projections requantize straight to them); the *_forward forms
+// take floats and quantize them first.
 
 #include <cmath>
 #include <cstdint>
@@ -68,17 +71,25 @@ struct IntegerAttentionParams {
 };
 
 namespace ops {
-namespace attention_detail {
 
-// The codes of n values as the A operand (uint8 or int8, by the range).
-struct ACodes {
+// The codes of one operand: uint8 or int8 bytes, and their zero point.
+struct OperandCodes {
   std::unique_ptr<std::uint8_t[]> bytes;
   bool is_unsigned = true;
   std::int32_t zero_point = 0;
 };
 
-inline ACodes a_codes(const float* x, Index n, const OperandQuant& o) {
-  ACodes c;
+// A B operand's (k, v) quantization as int8 codes: uint8 codes c become
+// c - 128 with zero point and range shifted alike, which leaves every
+// difference c - z unchanged; int8 codes stay.
+inline OperandQuant as_int8_operand(const OperandQuant& o) {
+  if (!o.is_unsigned()) return o;
+  return OperandQuant{o.scale, o.zero_point - 128, o.qmin - 128, o.qmax - 128};
+}
+
+// The codes of n values under `o` (core/numerics.hpp's quantize).
+inline OperandCodes operand_codes(const float* x, Index n, const OperandQuant& o) {
+  OperandCodes c;
   c.is_unsigned = o.is_unsigned();
   c.zero_point = o.zero_point;
   c.bytes.reset(new std::uint8_t[static_cast<std::size_t>(n)]);
@@ -87,27 +98,15 @@ inline ACodes a_codes(const float* x, Index n, const OperandQuant& o) {
     if (c.is_unsigned)
       ::qaware::detail::fq::quantize_codes(x + b, c.bytes.get() + b, e - b, inv, o.zero_point, o.qmin, o.qmax);
     else
-      ::qaware::detail::fq::quantize_codes(x + b, reinterpret_cast<std::int8_t*>(c.bytes.get()) + b, e - b, inv, o.zero_point,
-                                 o.qmin, o.qmax);
+      ::qaware::detail::fq::quantize_codes(x + b, reinterpret_cast<std::int8_t*>(c.bytes.get()) + b, e - b, inv,
+                                           o.zero_point, o.qmin, o.qmax);
   });
   return c;
 }
 
-// The codes of n values as the int8 B operand, with its zero point.
-inline std::unique_ptr<std::int8_t[]> b_codes(const float* x, Index n, const OperandQuant& o, std::int32_t& zero_point) {
-  ACodes a = a_codes(x, n, o);
-  std::unique_ptr<std::int8_t[]> out(reinterpret_cast<std::int8_t*>(a.bytes.release()));
-  zero_point = o.zero_point;
-  if (a.is_unsigned) {
-    parallel_for(0, n, 16384, [&](Index b, Index e) {
-      for (Index i = b; i < e; ++i) out[i] = static_cast<std::int8_t>(static_cast<std::uint8_t>(out[i]) - 128);
-    });
-    zero_point -= 128;
-  }
-  return out;
-}
+namespace attention_detail {
 
-inline void gemm_a(const ACodes& a, Index offset, Index M, Index K, Index lda, const gemm::PackedMatrix& b,
+inline void gemm_a(const OperandCodes& a, Index offset, Index M, Index K, Index lda, const gemm::PackedMatrix& b,
                    const gemm::Output& out) {
   if (a.is_unsigned)
     gemm::gemm(a.bytes.get() + offset, M, K, lda, a.zero_point, b, out);
@@ -115,46 +114,65 @@ inline void gemm_a(const ACodes& a, Index offset, Index M, Index K, Index lda, c
     gemm::gemm(reinterpret_cast<const std::int8_t*>(a.bytes.get()) + offset, M, K, lda, a.zero_point, b, out);
 }
 
+inline const std::int8_t* int8_bytes(const OperandCodes& b, const char* who) {
+  QAWARE_CHECK(!b.is_unsigned, who, ": the B operand's codes must be int8 (ops::as_int8_operand)");
+  return reinterpret_cast<const std::int8_t*>(b.bytes.get());
+}
+
 }  // namespace attention_detail
 
-// s (B, NH, T, T) from q, k (B, T, C), as the file comment says.
-inline void quantized_attention_scores_forward(const float* q, const float* k, float* s, Index B, Index T, Index C,
-                                               Index NH, float alpha, const IntegerAttentionParams& p) {
+// s (B, NH, T, T) from the codes of q (A operand) and k (int8, B operand),
+// each (B, T, C), as the file comment says.
+inline void quantized_attention_scores_codes(const OperandCodes& q, const OperandCodes& k, float* s, Index B, Index T,
+                                             Index C, Index NH, float alpha, const IntegerAttentionParams& p) {
   p.check("quantized_attention_scores");
   if (B * T == 0) return;
   const Index HS = C / NH;
-  const attention_detail::ACodes qc = attention_detail::a_codes(q, B * T * C, p.q);
-  std::int32_t zk = 0;
-  const std::unique_ptr<std::int8_t[]> kc = attention_detail::b_codes(k, B * T * C, p.k, zk);
+  const std::int8_t* kc = attention_detail::int8_bytes(k, "quantized_attention_scores");
   gemm::Dequantize dq;
   dq.a_scale = p.q.scale * p.k.scale;
   dq.b_scales = &alpha;
   dq.b_scale_count = 1;
   for (Index i = 0; i < B * NH; ++i) {
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
-    const gemm::PackedMatrix kp = gemm::pack_b(kc.get() + off, HS, T, C, gemm::BLayout::kNxK, zk);
-    attention_detail::gemm_a(qc, off, T, HS, C, kp, gemm::Output::dequantize(s + i * T * T, T, dq));
+    const gemm::PackedMatrix kp = gemm::pack_b(kc + off, HS, T, C, gemm::BLayout::kNxK, k.zero_point);
+    attention_detail::gemm_a(q, off, T, HS, C, kp, gemm::Output::dequantize(s + i * T * T, T, dq));
   }
 }
 
-// ctx (B, T, C) from probabilities (B, NH, T, T) and v (B, T, C).
-inline void quantized_attention_context_forward(const float* probs, const float* v, float* ctx, Index B, Index T,
-                                                Index C, Index NH, const IntegerAttentionParams& p) {
+// ctx (B, T, C) from the codes of the probabilities (A operand, (B, NH, T, T))
+// and of v (int8, B operand, (B, T, C)).
+inline void quantized_attention_context_codes(const OperandCodes& probs, const OperandCodes& v, float* ctx, Index B,
+                                              Index T, Index C, Index NH, const IntegerAttentionParams& p) {
   p.check("quantized_attention_context");
   if (B * T == 0) return;
   const Index HS = C / NH;
-  const attention_detail::ACodes pc = attention_detail::a_codes(probs, B * NH * T * T, p.p);
-  std::int32_t zv = 0;
-  const std::unique_ptr<std::int8_t[]> vc = attention_detail::b_codes(v, B * T * C, p.v, zv);
+  const std::int8_t* vc = attention_detail::int8_bytes(v, "quantized_attention_context");
   gemm::Dequantize dq;
   dq.a_scale = p.p.scale;
   dq.b_scales = &p.v.scale;
   dq.b_scale_count = 1;
   for (Index i = 0; i < B * NH; ++i) {
     const Index b = i / NH, h = i % NH, off = b * T * C + h * HS;
-    const gemm::PackedMatrix vp = gemm::pack_b(vc.get() + off, T, HS, C, gemm::BLayout::kKxN, zv);
-    attention_detail::gemm_a(pc, i * T * T, T, T, T, vp, gemm::Output::dequantize(ctx + off, C, dq));
+    const gemm::PackedMatrix vp = gemm::pack_b(vc + off, T, HS, C, gemm::BLayout::kKxN, v.zero_point);
+    attention_detail::gemm_a(probs, i * T * T, T, T, T, vp, gemm::Output::dequantize(ctx + off, C, dq));
   }
+}
+
+// s (B, NH, T, T) from q, k (B, T, C) as floats: their codes, then as above.
+inline void quantized_attention_scores_forward(const float* q, const float* k, float* s, Index B, Index T, Index C,
+                                               Index NH, float alpha, const IntegerAttentionParams& p) {
+  p.check("quantized_attention_scores");
+  quantized_attention_scores_codes(operand_codes(q, B * T * C, p.q), operand_codes(k, B * T * C, as_int8_operand(p.k)),
+                                   s, B, T, C, NH, alpha, p);
+}
+
+// ctx (B, T, C) from probabilities (B, NH, T, T) and v (B, T, C) as floats.
+inline void quantized_attention_context_forward(const float* probs, const float* v, float* ctx, Index B, Index T,
+                                                Index C, Index NH, const IntegerAttentionParams& p) {
+  p.check("quantized_attention_context");
+  quantized_attention_context_codes(operand_codes(probs, B * NH * T * T, p.p),
+                                    operand_codes(v, B * T * C, as_int8_operand(p.v)), ctx, B, T, C, NH, p);
 }
 
 }  // namespace ops

@@ -162,6 +162,27 @@ inline void quantized_linear_forward_packed(const float* x, const gemm::PackedMa
     quantized_linear_codes_forward(input_codes<std::int8_t>(x, R * IN, p).get(), w, b, y, R, IN, OUT, p, activation);
 }
 
+// x (R, IN) float -> the codes (TO = uint8_t or int8_t) of y (R, OUT) under
+// the output quantization (out_scale, out_zero_point, [qmin, qmax]):
+// numerics::quantize of what quantized_linear_forward_packed computes, in
+// the GEMM's requantizing stage, so y never exists in float. The codes equal
+// those of the fake-quantized float output.
+template <typename TO>
+void quantized_linear_forward_requantized(const float* x, const gemm::PackedMatrix& w, const float* b, TO* codes,
+                                          Index R, Index IN, Index OUT, const IntegerLinearParams& p, float out_scale,
+                                          std::int32_t out_zero_point, std::int32_t qmin, std::int32_t qmax) {
+  p.check(OUT, "quantized_linear");
+  QAWARE_CHECK(w.depth() == IN && w.cols() == OUT, "quantized_linear: the packed weight is ", w.cols(), " x ",
+               w.depth(), " but the product needs ", OUT, " x ", IN);
+  if (R == 0) return;
+  const gemm::Output out =
+      gemm::Output::requantize(codes, OUT, p.dequantize(b), out_scale, out_zero_point, qmin, qmax);
+  if (p.input_unsigned())
+    gemm::gemm(input_codes<std::uint8_t>(x, R * IN, p).get(), R, IN, IN, p.input_zero_point, w, out);
+  else
+    gemm::gemm(input_codes<std::int8_t>(x, R * IN, p).get(), R, IN, IN, p.input_zero_point, w, out);
+}
+
 // x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT), as described
 // above: the weight codes are recovered and packed on every call (in QAT the
 // weights change every step), then quantized_linear_codes_forward runs, as
