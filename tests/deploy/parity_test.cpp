@@ -236,6 +236,7 @@ std::vector<ModelCase> model_cases() {
   std::vector<ModelCase> v;
   v.push_back({"w8a8", nn::ModelQConfig(nn::QConfig::w8a8())});
   v.push_back({"w8a8 quantized tables", nn::ModelQConfig(nn::QConfig::w8a8()), true});
+  v.push_back({"w4a8", nn::ModelQConfig(nn::QConfig::wa(4, 8))});
   v.push_back({"w4a4", nn::ModelQConfig(nn::QConfig::wa(4, 4))});
   v.push_back({"lsq", nn::ModelQConfig(nn::QConfig::lsq())});
   ModelCase mm("w8a8 matmul inputs", nn::ModelQConfig(nn::QConfig::w8a8()));
