@@ -231,6 +231,11 @@ TEST_F(DeployMalformedTest, InconsistentConfiguration) {
   expect_refused([](io::Safetensors& f) { edit_json(f, "\"layers\":2", "\"layers\":3"); }, "encoder.layer.2");
   expect_refused([](io::Safetensors& f) { edit_json(f, "\"layers\":2", "\"layers\":1"); }, "unexpected tensor");
   expect_refused([](io::Safetensors& f) { edit_json(f, "\"vocab_size\":40", "\"vocab_size\":41"); }, "word_embeddings");
+  // Sizes far beyond the stored tensors are refused before anything of their size is allocated.
+  expect_refused([](io::Safetensors& f) { edit_json(f, "\"vocab_size\":40", "\"vocab_size\":16777216"); },
+                 "word_embeddings");
+  expect_refused([](io::Safetensors& f) { edit_json(f, "\"intermediate\":24", "\"intermediate\":1048576"); },
+                 "intermediate.dense");
   expect_refused([](io::Safetensors& f) { edit_json(f, "\"gelu\":\"erf\"", "\"gelu\":\"relu\""); }, "gelu");
   expect_refused([](io::Safetensors& f) { edit_json(f, "\"kind\":\"integer\"", "\"kind\":\"sparse\""); },
                  "unknown linear kind");

@@ -160,13 +160,17 @@ inline io::TensorData store_codes(const std::vector<std::int32_t>& codes, Index 
 }
 
 // The inverse, with every check (dtype, shape, each code within [lo, hi]).
+// The sizes come from the model JSON, so they are checked against the
+// stored tensor (whose bytes the safetensors reader has checked) before
+// anything of that size is allocated.
 inline std::vector<std::int32_t> load_codes(const io::TensorData& d, Index rows, Index cols, std::int64_t lo,
                                             std::int64_t hi, const std::string& who) {
-  std::vector<std::int32_t> out(static_cast<std::size_t>(rows * cols));
+  std::vector<std::int32_t> out;
   if (fits_nibble(lo, hi)) {
     const Index bpr = (cols + 1) / 2;
     QAWARE_CHECK(d.dtype == io::DType::U8 && d.shape == Shape({rows, bpr}), who, ": 4-bit codes must be U8 [", rows,
                  ", ", bpr, "], got ", io::dtype_name(d.dtype), " ", d.shape.str());
+    out.resize(static_cast<std::size_t>(rows * cols));
     for (Index r = 0; r < rows; ++r) {
       for (Index c = 0; c < cols; ++c) {
         const std::uint8_t b = d.bytes[static_cast<std::size_t>(r * bpr + c / 2)];
@@ -181,6 +185,7 @@ inline std::vector<std::int32_t> load_codes(const io::TensorData& d, Index rows,
     const io::DType want = lo >= -128 && hi <= 127 ? io::DType::I8 : io::DType::U8;
     QAWARE_CHECK(d.dtype == want && d.shape == Shape({rows, cols}), who, ": codes must be ", io::dtype_name(want), " [",
                  rows, ", ", cols, "], got ", io::dtype_name(d.dtype), " ", d.shape.str());
+    out.resize(static_cast<std::size_t>(rows * cols));
     for (std::size_t i = 0; i < out.size(); ++i)
       out[i] = want == io::DType::I8 ? static_cast<std::int32_t>(static_cast<std::int8_t>(d.bytes[i]))
                                      : static_cast<std::int32_t>(d.bytes[i]);
