@@ -81,29 +81,42 @@ inline QuantStep convert_point(const nn::QuantPoint<float>& point, const std::st
   return QuantStep(point.qparams(), who);
 }
 
+namespace detail {
+
+// A product x W^T + b whose input and weight pass the points `in` and `wt`
+// (`p`: its integer form, or nullopt with `why`), named `name`: an integer
+// Linear with the codes the QAT forward recovers from its fake-quantized
+// weight, or a float one (see the file comment for when).
+inline Linear convert_product(const nn::QuantPoint<float>& in, const nn::QuantPoint<float>& wt,
+                              const DynTensor<float>& weight, std::vector<float> bias, QuantStep output,
+                              const std::optional<IntegerLinearParams>& p, const std::string& why,
+                              const std::string& name, const ConvertOptions& options) {
+  const Index OUT = weight.dim(0), IN = weight.dim(1);
+  const QuantStep input = convert_point(in, name + ".input_fake_quant", options);  // also the calibration check
+  const QuantStep weight_step = convert_point(wt, name + ".weight_fake_quant", options);
+  const bool keep = keeps_float(options, name);
+  if (p && !keep) {
+    const DynTensor<float> wq = weight_step(weight);
+    const std::unique_ptr<std::int8_t[]> codes = ops::weight_codes(wq.data(), OUT, IN, *p);
+    return Linear::integer(codes.get(), OUT, IN, *p, std::move(bias), std::move(output), name);
+  }
+  QAWARE_CHECK((!in.enabled() && !wt.enabled()) || keep, name, ": cannot be exported as an integer layer (", why,
+               "); list it in ConvertOptions::keep_float to keep it in float");
+  return Linear::floating(weight_step(weight), std::move(bias), input, std::move(output), name);
+}
+
+}  // namespace detail
+
 // One QATLinear, named `name` (its module name, for keep_float and errors).
 inline Linear convert(const nn::QATLinear<float>& layer, const std::string& name, const ConvertOptions& options = {}) {
-  const Index OUT = layer.out_features(), IN = layer.in_features();
   std::vector<float> bias;
-  if (layer.has_bias()) bias.assign(layer.bias().value().data(), layer.bias().value().data() + OUT);
-  const QuantStep output = convert_point(layer.output_quant(), name + ".output_fake_quant", options);
-  const bool keep = detail::keeps_float(options, name);
+  if (layer.has_bias())
+    bias.assign(layer.bias().value().data(), layer.bias().value().data() + layer.out_features());
   std::string why;
   const std::optional<IntegerLinearParams> p = nn::integer_linear_params(layer, &why);
-  if (p && !keep) {
-    convert_point(layer.input_quant(), name + ".input_fake_quant", options);  // the calibration check
-    convert_point(layer.weight_quant(), name + ".weight_fake_quant", options);
-    // The codes the QAT forward recovers from its fake-quantized weight.
-    const DynTensor<float> wq = fake_quantize(layer.weight().value(), layer.weight_quant().qparams());
-    const std::unique_ptr<std::int8_t[]> codes = ops::weight_codes(wq.data(), OUT, IN, *p);
-    return Linear::integer(codes.get(), OUT, IN, *p, std::move(bias), output, name);
-  }
-  const bool fp32 = !layer.input_quant().enabled() && !layer.weight_quant().enabled();
-  QAWARE_CHECK(fp32 || keep, name, ": cannot be exported as an integer layer (", why,
-               "); list it in ConvertOptions::keep_float to keep it in float");
-  const QuantStep weight_step = convert_point(layer.weight_quant(), name + ".weight_fake_quant", options);
-  return Linear::floating(weight_step(layer.weight().value()), std::move(bias),
-                          convert_point(layer.input_quant(), name + ".input_fake_quant", options), output, name);
+  return detail::convert_product(layer.input_quant(), layer.weight_quant(), layer.weight().value(), std::move(bias),
+                                 convert_point(layer.output_quant(), name + ".output_fake_quant", options), p, why,
+                                 name, options);
 }
 
 inline LayerNorm convert(const nn::QATLayerNorm<float>& ln, const std::string& name, const ConvertOptions& options = {}) {
@@ -203,25 +216,10 @@ inline MlmHead convert(const nn::QATMLMHead<float>& h, const Param<float>& word_
   QAWARE_CHECK(word_embeddings.value().shape() == Shape({V, C}), dec, ": the tied word embeddings must be [", V, ", ",
                C, "], got ", word_embeddings.value().shape().str());
   const DynTensor<float>& bv = h.bias().value();
-  std::vector<float> bias(bv.data(), bv.data() + V);
   std::string why;
   const std::optional<IntegerLinearParams> p = h.decoder_params(&why);
-  const bool keep = detail::keeps_float(options, dec);
-  if (p && !keep) {
-    convert_point(h.decoder_input_quant(), dec + ".input_fake_quant", options);
-    convert_point(h.decoder_weight_quant(), dec + ".weight_fake_quant", options);
-    const DynTensor<float> wq = fake_quantize(word_embeddings.value(), h.decoder_weight_quant().qparams());
-    const std::unique_ptr<std::int8_t[]> codes = ops::weight_codes(wq.data(), V, C, *p);
-    d.decoder = Linear::integer(codes.get(), V, C, *p, std::move(bias), QuantStep(), dec);
-  } else {
-    const bool fp32 = !h.decoder_input_quant().enabled() && !h.decoder_weight_quant().enabled();
-    QAWARE_CHECK(fp32 || keep, dec, ": cannot be exported as an integer layer (", why,
-                 "); list it in ConvertOptions::keep_float to keep it in float");
-    const QuantStep weight_step = convert_point(h.decoder_weight_quant(), dec + ".weight_fake_quant", options);
-    d.decoder = Linear::floating(weight_step(word_embeddings.value()), std::move(bias),
-                                 convert_point(h.decoder_input_quant(), dec + ".input_fake_quant", options),
-                                 QuantStep(), dec);
-  }
+  d.decoder = detail::convert_product(h.decoder_input_quant(), h.decoder_weight_quant(), word_embeddings.value(),
+                                      std::vector<float>(bv.data(), bv.data() + V), QuantStep(), p, why, dec, options);
   d.check(name, C);
   return d;
 }
