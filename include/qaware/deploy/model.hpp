@@ -117,11 +117,7 @@ struct Attention {
     for (const auto& [step, o] : operands) {
       QAWARE_CHECK(step->enabled() && !step->params().per_channel && step->params().scale.size() == 1,
                    "deploy::Attention: integer products need per-tensor q, k, v and probability steps");
-      const QuantParams& qp = step->params();
-      o->scale = qp.scale[0];
-      o->zero_point = qp.zero_point[0];
-      o->qmin = static_cast<std::int32_t>(qp.quant_min);
-      o->qmax = static_cast<std::int32_t>(qp.quant_max);
+      *o = OperandQuant::of(step->params());
     }
     return p;
   }

@@ -157,11 +157,7 @@ class QATAttention : public Module<Scalar> {
         return none(::qaware::detail::concat("the ", name, " point is off"));
       const QuantParams qp = point.qparams();
       if (qp.per_channel || qp.channels() != 1) return none(::qaware::detail::concat("the ", name, " point is per channel"));
-      OperandQuant& o = *pq.second;
-      o.scale = qp.scale[0];
-      o.zero_point = qp.zero_point[0];
-      o.qmin = static_cast<std::int32_t>(qp.quant_min);
-      o.qmax = static_cast<std::int32_t>(qp.quant_max);
+      *pq.second = OperandQuant::of(qp);
     }
     const std::string problem = p.problem();
     if (!problem.empty()) return none(problem);

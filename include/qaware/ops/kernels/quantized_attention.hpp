@@ -28,7 +28,8 @@
 #include "qaware/core/error.hpp"
 #include "qaware/core/threading.hpp"
 #include "qaware/gemm/gemm.hpp"
-#include "qaware/quant/fake_quantize_kernels.hpp"
+#include "qaware/ops/kernels/quantized_linear.hpp"
+#include "qaware/quant/qparams.hpp"
 
 namespace qaware {
 
@@ -38,6 +39,11 @@ struct OperandQuant {
   std::int32_t zero_point = 0;
   std::int32_t qmin = 0;
   std::int32_t qmax = 255;
+
+  // A per-tensor point's parameters (one scale and zero point).
+  static OperandQuant of(const QuantParams& p) {
+    return {p.scale[0], p.zero_point[0], static_cast<std::int32_t>(p.quant_min), static_cast<std::int32_t>(p.quant_max)};
+  }
 
   bool is_unsigned() const { return qmin >= 0 && qmax <= 255; }
   // Why the GEMM cannot take these codes, or an empty string.
@@ -93,13 +99,12 @@ inline OperandCodes operand_codes(const float* x, Index n, const OperandQuant& o
   c.is_unsigned = o.is_unsigned();
   c.zero_point = o.zero_point;
   c.bytes.reset(new std::uint8_t[static_cast<std::size_t>(n)]);
-  const float inv = 1.0f / o.scale;
   parallel_for(0, n, 16384, [&](Index b, Index e) {
     if (c.is_unsigned)
-      ::qaware::detail::fq::quantize_codes(x + b, c.bytes.get() + b, e - b, inv, o.zero_point, o.qmin, o.qmax);
+      recover_codes(x + b, c.bytes.get() + b, e - b, o.scale, o.zero_point, o.qmin, o.qmax);
     else
-      ::qaware::detail::fq::quantize_codes(x + b, reinterpret_cast<std::int8_t*>(c.bytes.get()) + b, e - b, inv,
-                                           o.zero_point, o.qmin, o.qmax);
+      recover_codes(x + b, reinterpret_cast<std::int8_t*>(c.bytes.get()) + b, e - b, o.scale, o.zero_point, o.qmin,
+                    o.qmax);
   });
   return c;
 }

@@ -135,18 +135,35 @@ inline std::unique_ptr<std::int8_t[]> weight_codes(const float* w, Index OUT, In
   return wc;
 }
 
+// Calls f(codes) with the input codes of x (R x IN values): uint8 or int8,
+// as p.input_unsigned() says.
+template <class F>
+void with_input_codes(const float* x, Index R, Index IN, const IntegerLinearParams& p, F&& f) {
+  if (p.input_unsigned())
+    f(input_codes<std::uint8_t>(x, R * IN, p).get());
+  else
+    f(input_codes<std::int8_t>(x, R * IN, p).get());
+}
+
 // The product of R rows of input codes (Code = uint8_t or int8_t, as
-// p.input_unsigned() says) with W packed (its int8 codes, OUT columns of IN)
-// and b (OUT) or nullptr -> y (R, OUT): the exact int32 product and the
-// dequantizing output stage, with `activation` applied after the bias.
+// p.input_unsigned() says) with W packed (its int8 codes, OUT columns of IN):
+// the exact int32 product into the output stage `out`.
+template <typename Code>
+void quantized_linear_codes_gemm(const Code* codes, const gemm::PackedMatrix& w, Index R, Index IN, Index OUT,
+                                 const IntegerLinearParams& p, const gemm::Output& out) {
+  QAWARE_CHECK(w.depth() == IN && w.cols() == OUT, "quantized_linear: the packed weight is ", w.cols(), " x ",
+               w.depth(), " but the product needs ", OUT, " x ", IN);
+  if (R == 0) return;
+  gemm::gemm(codes, R, IN, IN, p.input_zero_point, w, out);
+}
+
+// The same into y (R, OUT) with b (OUT) or nullptr: the dequantizing output
+// stage, with `activation` applied after the bias.
 template <typename Code>
 void quantized_linear_codes_forward(const Code* codes, const gemm::PackedMatrix& w, const float* b, float* y, Index R,
                                     Index IN, Index OUT, const IntegerLinearParams& p,
                                     gemm::Activation activation = gemm::Activation::kNone) {
-  QAWARE_CHECK(w.depth() == IN && w.cols() == OUT, "quantized_linear: the packed weight is ", w.cols(), " x ",
-               w.depth(), " but the product needs ", OUT, " x ", IN);
-  if (R == 0) return;
-  gemm::gemm(codes, R, IN, IN, p.input_zero_point, w, gemm::Output::dequantize(y, OUT, p.dequantize(b, activation)));
+  quantized_linear_codes_gemm(codes, w, R, IN, OUT, p, gemm::Output::dequantize(y, OUT, p.dequantize(b, activation)));
 }
 
 // x (R, IN) float -> y (R, OUT) with W already packed: the input codes of
@@ -156,10 +173,8 @@ inline void quantized_linear_forward_packed(const float* x, const gemm::PackedMa
                                             Index R, Index IN, Index OUT, const IntegerLinearParams& p,
                                             gemm::Activation activation = gemm::Activation::kNone) {
   p.check(OUT, "quantized_linear");
-  if (p.input_unsigned())
-    quantized_linear_codes_forward(input_codes<std::uint8_t>(x, R * IN, p).get(), w, b, y, R, IN, OUT, p, activation);
-  else
-    quantized_linear_codes_forward(input_codes<std::int8_t>(x, R * IN, p).get(), w, b, y, R, IN, OUT, p, activation);
+  with_input_codes(x, R, IN, p,
+                   [&](const auto* c) { quantized_linear_codes_forward(c, w, b, y, R, IN, OUT, p, activation); });
 }
 
 // x (R, IN) float -> the codes (TO = uint8_t or int8_t) of y (R, OUT) under
@@ -172,15 +187,9 @@ void quantized_linear_forward_requantized(const float* x, const gemm::PackedMatr
                                           Index R, Index IN, Index OUT, const IntegerLinearParams& p, float out_scale,
                                           std::int32_t out_zero_point, std::int32_t qmin, std::int32_t qmax) {
   p.check(OUT, "quantized_linear");
-  QAWARE_CHECK(w.depth() == IN && w.cols() == OUT, "quantized_linear: the packed weight is ", w.cols(), " x ",
-               w.depth(), " but the product needs ", OUT, " x ", IN);
-  if (R == 0) return;
   const gemm::Output out =
       gemm::Output::requantize(codes, OUT, p.dequantize(b), out_scale, out_zero_point, qmin, qmax);
-  if (p.input_unsigned())
-    gemm::gemm(input_codes<std::uint8_t>(x, R * IN, p).get(), R, IN, IN, p.input_zero_point, w, out);
-  else
-    gemm::gemm(input_codes<std::int8_t>(x, R * IN, p).get(), R, IN, IN, p.input_zero_point, w, out);
+  with_input_codes(x, R, IN, p, [&](const auto* c) { quantized_linear_codes_gemm(c, w, R, IN, OUT, p, out); });
 }
 
 // x (R, IN), w (OUT, IN), b (OUT) or nullptr -> y (R, OUT), as described
@@ -195,16 +204,11 @@ inline void quantized_linear_forward(const float* x, const float* w, const float
   // The weight is packed with the input codes in view, so that the AVX2 path
   // can keep its fast format for freshly initialised weights
   // (packed_matrix.hpp); the format never changes the result.
-  auto run = [&](const auto& codes) {
-    const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes.get(), R, IN, p.input_zero_point, wc.get(), IN, OUT,
-                                                         IN, gemm::BLayout::kNxK, 0, gemm::best_path());
-    quantized_linear_codes_forward(codes.get(), packed, b, y, R, IN, OUT, p);
-  };
-  if (p.input_unsigned()) {
-    run(input_codes<std::uint8_t>(x, R * IN, p));
-  } else {
-    run(input_codes<std::int8_t>(x, R * IN, p));
-  }
+  with_input_codes(x, R, IN, p, [&](const auto* codes) {
+    const gemm::PackedMatrix packed = gemm::pack_b_for_a(codes, R, IN, p.input_zero_point, wc.get(), IN, OUT, IN,
+                                                         gemm::BLayout::kNxK, 0, gemm::best_path());
+    quantized_linear_codes_forward(codes, packed, b, y, R, IN, OUT, p);
+  });
 }
 
 }  // namespace ops
