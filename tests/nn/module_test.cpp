@@ -276,6 +276,57 @@ TEST(StateDictTest, StrictLoadNamesMissingUnexpectedAndMisShapedEntries) {
   for (const auto& [name, t] : good) EXPECT_EQ(t.bytes, after.at(name).bytes) << name;
 }
 
+TEST(StateDictTest, BadQuantizationValuesNameThePointAndLeaveTheModelUnchanged) {
+  nn::QATTransformerBlock<float> block(small_block(), nn::QConfig::w8a8());
+  DynTensor<float> x(Shape{2, 3, 16});
+  for (Index i = 0; i < x.numel(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  block.train();
+  block.forward(x);  // calibrates the observers
+  const io::TensorDict good = block.state_dict();
+  struct Case {
+    std::string key;
+    double value;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {"intermediate.dense.input_fake_quant.zero_point", 1e20, "zero_point[0] is 1e+20"},
+      {"intermediate.dense.input_fake_quant.scale", 0.0, "scale[0] is 0"},
+      {"intermediate.dense.input_fake_quant.fake_quant_enabled", 0.5, "'fake_quant_enabled' must be 0 or 1"},
+      {"output.dense.weight_fake_quant.activation_post_process.min_val", std::nan(""), "min_val / max_val"},
+  };
+  for (const Case& c : cases) {
+    io::TensorDict bad = good;
+    DynTensor<double> v = nn::detail::tensor_to_double(bad.at(c.key));
+    v[0] = c.value;
+    bad[c.key] = io::TensorData::from(v);
+    nn::LoadOptions check;
+    check.validate_only = true;
+    for (const nn::LoadOptions& o : {nn::LoadOptions(), check}) {
+      const std::string e = error_of([&] { block.load_state_dict(bad, o); });
+      const std::string point = c.key.substr(0, c.key.find("_fake_quant") + 11);
+      EXPECT_NE(e.find("quantization point '" + point + "'"), std::string::npos) << e;
+      EXPECT_NE(e.find(c.needle), std::string::npos) << e;
+    }
+    const io::TensorDict after = block.state_dict();
+    for (const auto& [name, t] : good) EXPECT_EQ(t.bytes, after.at(name).bytes) << c.key << ": " << name << " changed";
+  }
+  // validate_only accepts a good state without loading it.
+  nn::QATTransformerBlock<float> other(small_block(), nn::QConfig::w8a8(), 5);
+  const io::TensorDict other_before = other.state_dict();
+  nn::LoadOptions check;
+  check.validate_only = true;
+  other.load_state_dict(good, check);
+  for (const auto& [name, t] : other_before) EXPECT_EQ(t.bytes, other.state_dict().at(name).bytes) << name;
+}
+
+TEST(StateDictTest, AnImpossiblySizedLayerIsAnErrorNotACrash) {
+  // 2^31 x 2^31 floats is 2^64 bytes: the weight's byte count wraps size_t
+  // (it segfaulted in the initialiser, issue 22).
+  Rng rng(1);
+  const Index n = Index(1) << 31;
+  EXPECT_THROW(nn::QATLinear<float>(n, n, rng), Error);
+}
+
 TEST(StateDictTest, NonStrictLoadReturnsTheListsAndLoadsTheRest) {
   nn::QATTransformerBlock<float> src(small_block(), nn::QConfig::fp32(), 1);
   nn::QATTransformerBlock<float> dst(small_block(), nn::QConfig::fp32(), 2);

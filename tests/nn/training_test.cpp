@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -197,6 +200,102 @@ TEST(CheckpointTest, LoadRejectsAFileOfAnotherModel) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("attention.self.probs_fake_quant"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace qaware
+
+namespace qaware {
+namespace {
+
+// Rewrites one tensor of a saved checkpoint: element `index` becomes `value`
+// (kept in the tensor's own dtype).
+void tamper(const std::string& path, const std::string& name, Index index, double value) {
+  io::Safetensors f = io::load_safetensors(path);
+  auto it = f.tensors.find(name);
+  ASSERT_NE(it, f.tensors.end()) << name;
+  io::TensorData& t = it->second;
+  if (t.dtype == io::DType::F64) {
+    DynTensor<double> v = nn::detail::tensor_to_double(t);
+    v[index] = value;
+    t = io::TensorData::from(v);
+  } else if (t.dtype == io::DType::F32) {
+    DynTensor<float> v = nn::detail::tensor_to_double(t).cast<float>();
+    v[index] = static_cast<float>(value);
+    t = io::TensorData::from(v);
+  } else {
+    ASSERT_EQ(t.dtype, io::DType::I64) << name;
+    DynTensor<std::int64_t> v(t.shape);
+    std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+    v[index] = static_cast<std::int64_t>(value);
+    t = io::TensorData::from(v);
+  }
+  io::save_safetensors(path, f.tensors, f.metadata);
+}
+
+// A refused checkpoint leaves model, optimizer and RNGs as they were.
+void expect_refused_untouched(const std::string& path, const std::string& needle) {
+  TrainingRun run(99);
+  run.step(0);
+  const io::TensorDict before = run.block.state_dict();
+  const auto opt_before = run.opt.state_dict(run.block.named_parameters());
+  const Rng data_before = run.data;
+  try {
+    nn::load_checkpoint<float>(path, run.block, &run.opt, nullptr, {{"data", &run.data}});
+    ADD_FAILURE() << "accepted; expected an error containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+  const io::TensorDict after = run.block.state_dict();
+  for (const auto& [name, t] : before) EXPECT_EQ(t.bytes, after.at(name).bytes) << name << " changed";
+  const auto opt_after = run.opt.state_dict(run.block.named_parameters());
+  ASSERT_EQ(opt_before.params.size(), opt_after.params.size());
+  for (const auto& [name, st] : opt_before.params) {
+    const auto& other = opt_after.params.at(name);
+    EXPECT_EQ(st.step, other.step) << name;
+    for (const auto& [b, v] : st.buffers)
+      EXPECT_EQ(0, std::memcmp(v.data(), other.buffers.at(b).data(), v.bytes())) << name << "." << b << " changed";
+  }
+  Rng a = data_before, b = run.data;
+  EXPECT_EQ(a.next_u64(), b.next_u64()) << "the data RNG changed";
+}
+
+std::string saved_checkpoint(const std::string& tag) {
+  TrainingRun a(1);
+  a.step(0);
+  a.step(1);
+  const std::string path = ::testing::TempDir() + "qaware_nn_tampered_" + tag + ".safetensors";
+  nn::save_checkpoint<float>(path, a.block, &a.opt, nullptr, 2, {{"data", &a.data}});
+  return path;
+}
+
+TEST(CheckpointTest, BadQuantizationStateIsRefusedBeforeAnythingIsRestored) {
+  const std::string zp = "attention.self.query.input_fake_quant.zero_point";  // uint8, fixed
+  std::string path = saved_checkpoint("zp");
+  tamper(path, zp, 0, 300.0);
+  expect_refused_untouched(path, "zero_point[0] is 300");
+  path = saved_checkpoint("scale");
+  tamper(path, "attention.self.query.input_fake_quant.scale", 0, std::nan(""));
+  expect_refused_untouched(path, "attention.self.query.input_fake_quant");
+  // A learnable weight scale is a Param in the checkpoint: a negative one is refused too.
+  path = saved_checkpoint("lsq");
+  tamper(path, "attention.self.query.weight_fake_quant.scale", 2, -0.5);
+  expect_refused_untouched(path, "scale[2] is -0.5");
+  path = saved_checkpoint("observer");
+  tamper(path, "attention.self.query.input_fake_quant.activation_post_process.min_val", 0, 1e6);
+  expect_refused_untouched(path, "min_val / max_val");
+}
+
+TEST(CheckpointTest, NegativeStepAndBadAdamWMomentsAreRefused) {
+  std::string path = saved_checkpoint("step");
+  tamper(path, "train.step", 0, -5);
+  expect_refused_untouched(path, "train.step is -5");
+  path = saved_checkpoint("v");
+  tamper(path, "optimizer.state.intermediate.dense.weight.exp_avg_sq", 7, -1.0);
+  expect_refused_untouched(path, "exp_avg_sq' of 'intermediate.dense.weight' holds -1 at index 7");
+  path = saved_checkpoint("m");
+  tamper(path, "optimizer.state.intermediate.dense.weight.exp_avg", 3, std::numeric_limits<double>::infinity());
+  expect_refused_untouched(path, "(must be finite)");
 }
 
 }  // namespace

@@ -81,10 +81,27 @@ std::int64_t load_checkpoint(const std::string& path, Module<Scalar>& model, Opt
     bufs.emplace(kv.first, std::move(it->second));
     file.tensors.erase(it);
   }
+  // The model's part of the file (buffers and Params, learnable scales
+  // included) is validated first, so that a bad quantization state is
+  // refused before restore_checkpoint overwrites weights, optimizer,
+  // schedule and RNGs.
+  io::TensorDict full = model.state_dict();
+  for (auto& kv : full) {
+    auto it = file.tensors.find(kv.first);
+    if (it != file.tensors.end()) kv.second = it->second;
+  }
+  for (const auto& kv : bufs) full[kv.first] = kv.second;
+  LoadOptions check;
+  check.validate_only = true;
+  try {
+    model.load_state_dict(full, check);
+  } catch (const Error& e) {
+    throw Error(qaware::detail::concat("nn::load_checkpoint: ", path, ": ", e.what()));
+  }
   optim::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
   optim::restore_checkpoint(file, s, path);
-  // Quantization points load as units: add the (just restored) Params.
-  io::TensorDict full = model.state_dict();
+  // Now with the restored Params (learnable scales are Params too).
+  full = model.state_dict();
   for (auto& kv : bufs) full[kv.first] = std::move(kv.second);
   model.load_state_dict(full);
   return s.step;

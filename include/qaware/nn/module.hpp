@@ -188,6 +188,9 @@ struct LoadOptions {
   bool allow_missing_quant_state = false;
   // Glob patterns of unexpected names to skip silently.
   std::vector<std::string> ignore;
+  // Check everything, change nothing (the result and the Errors are those
+  // of a real load).
+  bool validate_only = false;
 
   static LoadOptions non_strict() {
     LoadOptions o;
@@ -438,7 +441,11 @@ class Module {
         continue;
       }
       FakeQuantize<Scalar> trial = fq;
-      trial.load_state_dict(got);  // throws on inconsistent entries, model untouched
+      try {
+        trial.load_state_dict(got);  // validates every value; the model is untouched
+      } catch (const Error& e) {
+        throw Error(qaware::detail::concat("load_state_dict: quantization point '", q.name, "': ", e.what()));
+      }
       staged_quant.emplace_back(q.point, std::move(got));
     }
     for (const auto& kv : dict) {
@@ -458,6 +465,7 @@ class Module {
                    result.unexpected.size(), " unexpected: [", detail::name_list(result.unexpected), "]");
     }
     result.missing.insert(result.missing.end(), quant_missing.begin(), quant_missing.end());
+    if (options.validate_only) return result;
     // Commit.
     for (auto& [p, v] : staged) p->assign(v);
     for (auto& [q, s] : staged_quant) q->fake_quantize().load_state_dict(s);

@@ -86,6 +86,7 @@ class AdamW : public Optimizer<Scalar> {
                  [&](Index lo, Index hi) { detail::adamw_loop(c, x, gr, m, v, vmax, lo, hi); });
   }
 
+  bool is_nonnegative_buffer(const std::string& b) const override { return b == "exp_avg_sq" || b == "max_exp_avg_sq"; }
   std::vector<std::string> expected_buffers(std::int64_t step) const override {
     if (step == 0) return {};
     if (opt_.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};

@@ -228,6 +228,7 @@ void restore_checkpoint(const Safetensors& file, TrainingState<Scalar>& s, const
     snaps.push_back(snap);
   }
   const std::int64_t step = get("train.step", DType::I64, Shape{}).template as<std::int64_t>()[0];
+  QAWARE_CHECK(step >= 0, fn, ": ", source, ": train.step is ", step);
   for (const auto& kv : file.tensors)
     QAWARE_CHECK(used.count(kv.first), fn, ": ", source, " has unexpected tensor '", kv.first,
                  "' (not part of this training state)");

@@ -219,6 +219,8 @@ class Optimizer : public LrControl {
   // The buffers a Param with `step` updates must carry (e.g. {"exp_avg",
   // "exp_avg_sq"} once step > 0).
   virtual std::vector<std::string> expected_buffers(std::int64_t step) const = 0;
+  // Buffers that are never negative (second moments); load_state_dict refuses negative values there.
+  virtual bool is_nonnegative_buffer(const std::string& /*buffer*/) const { return false; }
 
   std::string name_;
 
@@ -276,6 +278,14 @@ class Optimizer : public LrControl {
                    ") lacks buffer '", b, "'");
       QAWARE_CHECK(it->second.shape() == p.shape(), name_, ".load_state_dict: buffer '", b, "' of '", name,
                    "' has shape ", it->second.shape().str(), " but the parameter is ", p.shape().str());
+      // A step from a non-finite moment (or a negative second moment) turns
+      // the weights into NaN; no optimizer writes such a state.
+      const bool nonnegative = is_nonnegative_buffer(b);
+      const Scalar* v = it->second.data();
+      for (Index i = 0; i < it->second.numel(); ++i)
+        QAWARE_CHECK(std::isfinite(v[i]) && (!nonnegative || v[i] >= 0), name_, ".load_state_dict: buffer '", b,
+                     "' of '", name, "' holds ", v[i], " at index ", i,
+                     nonnegative ? " (must be finite and >= 0)" : " (must be finite)");
     }
     for (const auto& kv : st.buffers) {
       bool known = false;

@@ -272,35 +272,74 @@ class FakeQuantize {
     for (auto& kv : observer_->state_dict()) s["activation_post_process." + kv.first] = std::move(kv.second);
     return s;
   }
+  // Validates every value before changing anything: on an Error the module
+  // is as it was. Refused: scales that are not finite and > 0 (log scales
+  // that are not finite or above 80, whose exp overflows a float), zero
+  // points that are not finite (learnable) or not integers in
+  // [quant_min, quant_max] (fixed), a per-tensor point given several
+  // scales, a per-channel point given another channel count than it has,
+  // switches other than 0 or 1, and observer state the observer refuses.
   void load_state_dict(const StateDict& s) {
     const std::string who = "FakeQuantize";
-    const char* scale_key = cfg_.learnable && cfg_.scale_domain == ScaleDomain::Log ? "log_scale" : "scale";
+    const bool log_domain = cfg_.learnable && cfg_.scale_domain == ScaleDomain::Log;
+    const char* scale_key = log_domain ? "log_scale" : "scale";
     const auto& sc = detail::obs::entry(s, who, scale_key);
     const auto& zp = detail::obs::entry(s, who, "zero_point");
-    QAWARE_CHECK(sc.numel() == zp.numel() && sc.numel() >= 1, who, "::load_state_dict: ", sc.numel(), " scales but ",
-                 zp.numel(), " zero points");
+    const Index C = sc.numel();
+    QAWARE_CHECK(C == zp.numel() && C >= 1, who, "::load_state_dict: ", C, " scales but ", zp.numel(), " zero points");
+    QAWARE_CHECK(cfg_.spec.per_channel || C == 1, who, "::load_state_dict: a per-tensor point takes one scale, got ", C);
+    const Index have = cfg_.learnable ? scale_.numel() : static_cast<Index>(qparams_.scale.size());
+    QAWARE_CHECK(have <= 1 || C == have, who, "::load_state_dict: ", C, " scales for a per-channel point with ", have,
+                 " channels");
+    const double qmin = static_cast<double>(qparams_.quant_min), qmax = static_cast<double>(qparams_.quant_max);
+    for (Index c = 0; c < C; ++c) {
+      const double v = sc[c], z = zp[c];
+      if (log_domain) {
+        QAWARE_CHECK(std::isfinite(v) && v <= 80.0, who, "::load_state_dict: log_scale[", c, "] is ", v,
+                     " (must be finite and <= 80)");
+      } else {
+        QAWARE_CHECK(v > 0 && v <= detail::obs::kFloatMax && static_cast<float>(v) > 0.0f, who, "::load_state_dict: scale[",
+                     c, "] is ", v, " (must be finite and > 0 as a float)");
+      }
+      if (cfg_.learnable)
+        detail::obs::check_finite(who, "zero_point[" + std::to_string(c) + "]", z);
+      else
+        QAWARE_CHECK(z >= qmin && z <= qmax && z == std::floor(z), who, "::load_state_dict: zero_point[", c, "] is ", z,
+                     " (must be an integer in [", qparams_.quant_min, ", ", qparams_.quant_max, "])");
+    }
+    auto flag = [&](const char* key) {
+      const double v = detail::obs::scalar_entry(s, who, key);
+      QAWARE_CHECK(v == 0.0 || v == 1.0, who, "::load_state_dict: '", key, "' must be 0 or 1, got ", v);
+      return v == 1.0;
+    };
+    const bool observer_on = flag("observer_enabled"), fake_quant_on = flag("fake_quant_enabled");
+    const bool learning = cfg_.learnable && flag("learning_enabled");
     StateDict obs;
     const std::string prefix = "activation_post_process.";
     for (const auto& kv : s)
       if (kv.first.compare(0, prefix.size(), prefix) == 0) obs.emplace(kv.first.substr(prefix.size()), kv.second);
-    observer_->load_state_dict(obs);
+    std::unique_ptr<Observer> observer = observer_->clone();
+    observer->load_state_dict(obs);
+
+    // Commit.
+    observer_ = std::move(observer);
     if (cfg_.learnable) {
-      resize_params(sc.numel());
-      for (Index c = 0; c < sc.numel(); ++c) {
+      resize_params(C);
+      for (Index c = 0; c < C; ++c) {
         scale_.value()[c] = static_cast<Scalar>(sc[c]);
         zero_point_.value()[c] = static_cast<Scalar>(zp[c]);
       }
-      set_learning(detail::obs::scalar_entry(s, who, "learning_enabled") != 0.0);
+      set_learning(learning);
     } else {
-      qparams_.scale.assign(static_cast<std::size_t>(sc.numel()), 0.0f);
-      qparams_.zero_point.assign(static_cast<std::size_t>(sc.numel()), 0);
-      for (Index c = 0; c < sc.numel(); ++c) {
+      qparams_.scale.assign(static_cast<std::size_t>(C), 0.0f);
+      qparams_.zero_point.assign(static_cast<std::size_t>(C), 0);
+      for (Index c = 0; c < C; ++c) {
         qparams_.scale[static_cast<std::size_t>(c)] = static_cast<float>(sc[c]);
         qparams_.zero_point[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(zp[c]);
       }
     }
-    observer_on_ = detail::obs::scalar_entry(s, who, "observer_enabled") != 0.0;
-    fake_quant_on_ = detail::obs::scalar_entry(s, who, "fake_quant_enabled") != 0.0;
+    observer_on_ = observer_on;
+    fake_quant_on_ = fake_quant_on;
   }
 
  private:

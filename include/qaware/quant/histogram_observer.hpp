@@ -133,8 +133,14 @@ class HistogramObserver : public Observer {
     auto h = detail::obs::vector_entry(s, name(), "histogram");
     QAWARE_CHECK(static_cast<int>(h.size()) == opt_.bins, name(), "::load_state_dict: histogram has ", h.size(),
                  " bins, this observer ", opt_.bins);
-    min_val_ = static_cast<float>(detail::obs::scalar_entry(s, name(), "min_val"));
-    max_val_ = static_cast<float>(detail::obs::scalar_entry(s, name(), "max_val"));
+    const double lo = detail::obs::scalar_entry(s, name(), "min_val"), hi = detail::obs::scalar_entry(s, name(), "max_val");
+    detail::obs::check_range(name(), "min_val / max_val", lo, hi);
+    const DynTensor<double>& hd = detail::obs::entry(s, name(), "histogram");
+    for (Index i = 0; i < hd.numel(); ++i)
+      QAWARE_CHECK(hd[i] >= 0 && hd[i] <= detail::obs::kFloatMax, name(), "::load_state_dict: histogram bin ", i,
+                   " holds ", hd[i], " (counts are finite and >= 0)");
+    min_val_ = static_cast<float>(lo);
+    max_val_ = static_cast<float>(hi);
     hist_ = std::move(h);
   }
   std::unique_ptr<Observer> clone() const override { return std::make_unique<HistogramObserver>(*this); }

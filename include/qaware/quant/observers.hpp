@@ -193,6 +193,22 @@ inline double scalar_entry(const StateDict& s, const std::string& who, const std
                t.shape().str());
   return t[0];
 }
+// Stored state is validated before an observer takes it: a value that
+// cannot be what an observer wrote (NaN, min > max, a float that does not
+// fit) is refused with its name, instead of surfacing as a bad scale at the
+// next forward.
+inline constexpr double kFloatMax = static_cast<double>(std::numeric_limits<float>::max());
+// A min / max pair: the unset state (+inf, -inf) or a finite float range, min <= max.
+inline void check_range(const std::string& who, const std::string& what, double lo, double hi) {
+  const bool unset = lo == static_cast<double>(kInf) && hi == -static_cast<double>(kInf);
+  const bool fits = std::fabs(lo) <= kFloatMax && std::fabs(hi) <= kFloatMax;  // false for NaN and inf
+  QAWARE_CHECK(unset || (fits && lo <= hi), who, "::load_state_dict: ", what, " [", lo, ", ", hi,
+               "] is neither a finite float range with min <= max nor the unset state [inf, -inf]");
+}
+inline void check_finite(const std::string& who, const std::string& key, double v, double bound = kFloatMax) {
+  QAWARE_CHECK(std::fabs(v) <= bound, who, "::load_state_dict: entry '", key, "' is ", v, " (must be finite",
+               bound < std::numeric_limits<double>::max() ? " and fit a float)" : ")");
+}
 inline std::vector<float> vector_entry(const StateDict& s, const std::string& who, const std::string& key) {
   const auto& t = entry(s, who, key);
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
@@ -302,8 +318,10 @@ class MinMaxObserver : public Observer {
     return {{"min_val", detail::obs::scalar_tensor(min_val_)}, {"max_val", detail::obs::scalar_tensor(max_val_)}};
   }
   void load_state_dict(const StateDict& s) override {
-    min_val_ = static_cast<float>(detail::obs::scalar_entry(s, name(), "min_val"));
-    max_val_ = static_cast<float>(detail::obs::scalar_entry(s, name(), "max_val"));
+    const double lo = detail::obs::scalar_entry(s, name(), "min_val"), hi = detail::obs::scalar_entry(s, name(), "max_val");
+    detail::obs::check_range(name(), "min_val / max_val", lo, hi);
+    min_val_ = static_cast<float>(lo);
+    max_val_ = static_cast<float>(hi);
   }
   std::unique_ptr<Observer> clone() const override { return std::make_unique<MinMaxObserver>(*this); }
 
@@ -390,10 +408,14 @@ class PerChannelMinMaxObserver : public Observer {
     return {{"min_val", detail::obs::vector_tensor(min_)}, {"max_val", detail::obs::vector_tensor(max_)}};
   }
   void load_state_dict(const StateDict& s) override {
+    const DynTensor<double>& lo_d = detail::obs::entry(s, name(), "min_val");
+    const DynTensor<double>& hi_d = detail::obs::entry(s, name(), "max_val");
+    QAWARE_CHECK(lo_d.numel() == hi_d.numel(), name(), "::load_state_dict: ", lo_d.numel(), " minima but ",
+                 hi_d.numel(), " maxima");
+    for (Index c = 0; c < lo_d.numel(); ++c)
+      detail::obs::check_range(name(), "channel " + std::to_string(c) + " min_val / max_val", lo_d[c], hi_d[c]);
     auto lo = detail::obs::vector_entry(s, name(), "min_val");
     auto hi = detail::obs::vector_entry(s, name(), "max_val");
-    QAWARE_CHECK(lo.size() == hi.size(), name(), "::load_state_dict: ", lo.size(), " minima but ", hi.size(),
-                 " maxima");
     min_ = std::move(lo);
     max_ = std::move(hi);
   }
@@ -485,12 +507,24 @@ class BatchRangeObserver : public Observer {
             {"count", detail::obs::scalar_tensor(static_cast<double>(count_))}};
   }
   void load_state_dict(const StateDict& s) override {
-    lo_ = detail::obs::scalar_entry(s, name(), "running_min");
-    hi_ = detail::obs::scalar_entry(s, name(), "running_max");
-    sum_lo_ = detail::obs::scalar_entry(s, name(), "sum_min");
-    sum_hi_ = detail::obs::scalar_entry(s, name(), "sum_max");
+    const double lo = detail::obs::scalar_entry(s, name(), "running_min");
+    const double hi = detail::obs::scalar_entry(s, name(), "running_max");
+    const double sum_lo = detail::obs::scalar_entry(s, name(), "sum_min");
+    const double sum_hi = detail::obs::scalar_entry(s, name(), "sum_max");
     const double c = detail::obs::scalar_entry(s, name(), "count");
-    QAWARE_CHECK(c >= 0 && c == std::floor(c), name(), "::load_state_dict: bad count ", c);
+    const double unbounded = std::numeric_limits<double>::max();
+    detail::obs::check_finite(name(), "sum_min", sum_lo, unbounded);
+    detail::obs::check_finite(name(), "sum_max", sum_hi, unbounded);
+    QAWARE_CHECK(lo <= hi || c == 0, name(), "::load_state_dict: running_min ", lo, " > running_max ", hi);
+    detail::obs::check_finite(name(), "running_min", lo);
+    detail::obs::check_finite(name(), "running_max", hi);
+    // 2^53: every count below is an exact double (and fits int64).
+    QAWARE_CHECK(c >= 0 && c <= 9007199254740992.0 && c == std::floor(c), name(),
+                 "::load_state_dict: count must be an integer in [0, 2^53], got ", c);
+    lo_ = lo;
+    hi_ = hi;
+    sum_lo_ = sum_lo;
+    sum_hi_ = sum_hi;
     count_ = static_cast<std::int64_t>(c);
   }
 

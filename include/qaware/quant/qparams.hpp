@@ -266,6 +266,8 @@ inline ScaleZeroPoint observer_qparams(float min_val, float max_val, const QRang
   if (min_val == std::numeric_limits<float>::infinity() && max_val == -std::numeric_limits<float>::infinity())
     return {1.0f, 0};
   QAWARE_CHECK(min_val <= max_val, "choose_qparams: min (", min_val, ") must not exceed max (", max_val, ")");
+  QAWARE_CHECK(std::isfinite(min_val) && std::isfinite(max_val), "choose_qparams: the range [", min_val, ", ", max_val,
+               "] is not finite (did the observed tensor hold inf?)");
   const float min_neg = std::min(min_val, 0.0f);
   const float max_pos = std::max(max_val, 0.0f);
   ScaleZeroPoint q;
@@ -288,6 +290,12 @@ inline ScaleZeroPoint observer_qparams(float min_val, float max_val, const QRang
   }
   return q;
 }
+// Checked by choose_qparams after either algorithm: a range near the float
+// limit (e.g. +-3e38) overflows the scale.
+inline void check_scale(float scale, float min_val, float max_val) {
+  QAWARE_CHECK(std::isfinite(scale), "choose_qparams: the range [", min_val, ", ", max_val,
+               "] is too wide: its scale overflows a float (", scale, ")");
+}
 
 // quant_utils::ChooseQuantizationParams with force_scale_power_of_two = false
 // and reduce_range = false (the range passed in is already reduced).
@@ -295,6 +303,8 @@ inline ScaleZeroPoint fused_qparams(float min, float max, std::int64_t qmin64, s
   if (min == std::numeric_limits<float>::infinity() && max == -std::numeric_limits<float>::infinity())
     return {1.0f, 0};
   QAWARE_CHECK(min <= max, "choose_qparams (fused): min (", min, ") must not exceed max (", max, ")");
+  QAWARE_CHECK(std::isfinite(min) && std::isfinite(max), "choose_qparams (fused): the range [", min, ", ", max,
+               "] is not finite (did the observed tensor hold inf?)");
   const auto qmin = static_cast<std::int32_t>(qmin64);
   const auto qmax = static_cast<std::int32_t>(qmax64);
   if (min < 0 && max > 0 && preserve_sparsity) {
@@ -344,14 +354,18 @@ inline ScaleZeroPoint fused_qparams(float min, float max, std::int64_t qmin64, s
 
 // (scale, zero_point) for the float range [min_val, max_val] (see the file
 // comment). min_val = +inf and max_val = -inf (nothing observed) give (1, 0).
+// Any other infinite bound, NaN, or a range whose scale overflows a float
+// (about +-3e38 and wider) is an Error.
 inline ScaleZeroPoint choose_qparams(float min_val, float max_val, const QuantSpec& spec,
                               QParamsAlgorithm algorithm = QParamsAlgorithm::Observer, float eps = kQuantEps) {
   QAWARE_CHECK(!std::isnan(min_val) && !std::isnan(max_val), "choose_qparams: min/max must not be NaN, got [",
                min_val, ", ", max_val, "]");
   const QRange r = spec.range();
-  if (algorithm == QParamsAlgorithm::Fused)
-    return detail::fused_qparams(min_val, max_val, r.quant_min, r.quant_max, spec.symmetric);
-  return detail::observer_qparams(min_val, max_val, r, spec.symmetric, spec.is_signed, eps);
+  const ScaleZeroPoint q = algorithm == QParamsAlgorithm::Fused
+                               ? detail::fused_qparams(min_val, max_val, r.quant_min, r.quant_max, spec.symmetric)
+                               : detail::observer_qparams(min_val, max_val, r, spec.symmetric, spec.is_signed, eps);
+  detail::check_scale(q.scale, min_val, max_val);
+  return q;
 }
 
 // Per-channel: one (scale, zero point) per (min, max) pair. The result's
