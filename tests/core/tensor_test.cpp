@@ -44,6 +44,20 @@ TEST(TensorTest, AliasIsRowMajor) {
   EXPECT_EQ(shape_of(t), Shape({2, 3}));
 }
 
+TEST(TensorTest, AByteCountThatWouldWrapIsRefused) {
+  // 2^62 + 16 floats: numel fits Index, numel * 4 wraps size_t to 64 bytes
+  // (issue 22); the tensor must not be created with that buffer.
+  const Index n = (Index(1) << 62) + 16;
+  EXPECT_THROW(DynTensor<float>(Shape{n}), Error);
+  EXPECT_THROW(DynTensor<double>(Shape{Index(1) << 61, 4}), Error);
+  try {
+    DynTensor<float> t(Shape{Index(1) << 31, Index(1) << 31});
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not fit in memory"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TensorTest, ShapeOfWorksForMapsAndScalars) {
   float buf[24] = {};
   TensorMap<float, 3> m(buf, 2, 3, 4);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gemm/gemm_test_util.hpp"
@@ -482,6 +483,21 @@ TEST(GemmAvx2FormatTest, PackForAChoosesFromTheActivations) {
 // give the same bytes, column sums and maddubs corrections (and the same
 // count of unsafe maddubs pairs) for the same B, at edge sizes of K (groups,
 // vector chunks, the maddubs K block) and N (8-column groups, panels).
+TEST(GemmPackTest, AHugeKIsRefusedBeforeItsBoundCanWrap) {
+  // K * 128 * 255 wrapped int64 to 0 for K = 2^50 (issue 22), so the depth
+  // check passed and the call died in an allocation. The depth is refused
+  // before anything is read or allocated.
+  const std::int8_t b[1] = {1};
+  for (const Index K : {Index(1) << 50, Index(1) << 31, (Index(1) << 62) + 3}) {
+    try {
+      gemm::pack_b(b, K, 1, K, BLayout::kNxK, 0, gemm::Path::kScalar);
+      ADD_FAILURE() << "K = " << K << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("too deep for int32 accumulation"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(GemmPackTest, WeightLayoutPacksLikeTheGeneralLoop) {
   struct Fmt {
     Path path;

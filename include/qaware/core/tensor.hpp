@@ -11,8 +11,10 @@
 // converts to and from the fixed-rank Eigen types with view<R>() / from().
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -241,11 +243,22 @@ class DynTensor {
 
  private:
   void allocate() {
+    // Shape bounds numel by Index, not numel * sizeof(Scalar) by size_t: a
+    // shape whose byte count (rounded up to 64) would wrap is refused here
+    // rather than given a wrapped, tiny buffer.
+    constexpr std::uint64_t kMaxElements = (std::numeric_limits<std::size_t>::max() - 64) / sizeof(Scalar);
+    QAWARE_CHECK(static_cast<std::uint64_t>(shape_.numel()) <= kMaxElements, "DynTensor: ", shape_.str(), " (",
+                 shape_.numel(), " elements of ", sizeof(Scalar), " bytes) does not fit in memory");
     // Storage comes from and goes back to the BufferCache (large buffers are
     // recycled; see core/buffer_cache.hpp), in whole 64-byte units.
     const std::size_t n = detail::BufferCache::round_up(bytes());
-    ptr_ = std::unique_ptr<Scalar[], detail::BufferRelease>(
-        static_cast<Scalar*>(detail::BufferCache::instance().allocate(n)), detail::BufferRelease{n});
+    void* p = nullptr;
+    try {
+      p = detail::BufferCache::instance().allocate(n);
+    } catch (const std::bad_alloc&) {
+      throw Error(detail::concat("DynTensor: cannot allocate ", n, " bytes for ", shape_.str()));
+    }
+    ptr_ = std::unique_ptr<Scalar[], detail::BufferRelease>(static_cast<Scalar*>(p), detail::BufferRelease{n});
   }
   void check_matrix(Index rows, Index cols) const {
     QAWARE_CHECK(rows * cols == numel(), "matrix: cannot view ", shape_.str(), " as ", rows, " x ", cols);
