@@ -18,6 +18,16 @@ void expect_parse_error(const std::string& text, const std::string& needle) {
   }
 }
 
+void expect_parse_error_limit(const std::string& text, std::size_t max_values) {
+  try {
+    parse(text, 64, SIZE_MAX, max_values);
+    ADD_FAILURE() << text << " parsed with max_values " << max_values;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than " + std::to_string(max_values) + " values"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(JsonTest, ParsesEveryValueKind) {
   const Value v = parse(R"( {"a": [1, -2.5e+3, 0, true, false, null], "b": {"c": "d"}, "e": []} )");
   ASSERT_TRUE(v.is_object());
@@ -103,6 +113,14 @@ TEST(JsonTest, ArrayLengthLimit) {
   EXPECT_THROW(parse("[1,2,3,4]", 64, 3), Error);
   EXPECT_EQ(parse("[]", 64, 0).items().size(), 0u);
   EXPECT_THROW(parse("[[]]", 64, 0), Error);
+}
+
+TEST(JsonTest, ValueCountLimit) {
+  // Every value counts, containers and members included: [1,[2]] has 4.
+  EXPECT_EQ(parse("[1,[2]]", 64, SIZE_MAX, 4).items().size(), 2u);
+  expect_parse_error_limit("[1,[2]]", 3);
+  expect_parse_error_limit("{\"a\":1,\"b\":2}", 2);
+  EXPECT_NO_THROW(parse("{\"a\":1,\"b\":2}", 64, SIZE_MAX, 3));
 }
 
 TEST(JsonTest, IntegerAccess) {

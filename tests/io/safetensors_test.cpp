@@ -110,6 +110,25 @@ TEST(SafetensorsTest, WriterValidatesNames) {
   EXPECT_NO_THROW(serialize_safetensors({}));
 }
 
+TEST(SafetensorsTest, AHeaderOfManyTinyValuesIsRefusedBeforeItsTreeGrows) {
+  // A flat object of 2^20 + 1 integers (14 MB of header text, within the
+  // 100 MB limit): parsed whole, its tree took gigabytes (issue 22); the
+  // value cap stops it after 2^20 values.
+  std::string header = "{";
+  for (std::size_t i = 0; i <= kMaxSafetensorsHeaderValues; ++i) header += (i ? ",\"" : "\"") + std::to_string(i) + "\":0";
+  header += "}";
+  std::string file(8, '\0');
+  const std::uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) file[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  file += header;
+  try {
+    parse_safetensors(file.data(), file.size());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than 1048576 values"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SafetensorsTest, HeaderIsPaddedAndOrderedLikeTheReference) {
   const auto bytes = serialize_safetensors(every_dtype());
   std::uint64_t n = 0;

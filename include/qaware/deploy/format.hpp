@@ -485,7 +485,7 @@ inline BertModel load(const std::string& path) {
                " (this build reads version ", kFormatVersion, ")");
   const auto mj = file.metadata.find("model");
   QAWARE_CHECK(mj != file.metadata.end(), path, ": metadata has no \"model\"");
-  const io::json::Value root = io::json::parse(mj->second);
+  const io::json::Value root = io::json::parse(mj->second, 64, SIZE_MAX, io::kMaxSafetensorsHeaderValues);
   format_detail::Loader ld(std::move(file), root, path);
   const format_detail::Reader& rd = ld.reader();
   const io::json::Value& jc = rd.member(root, "config", "model");

@@ -6,7 +6,9 @@
 // UTF-8 (no overlong forms, no encoded surrogates, nothing above U+10FFFF);
 // escapes include \uXXXX with surrogate pairs, and a lone surrogate is an
 // error. Nesting deeper than `max_depth`, arrays longer than
-// `max_array_items` and duplicate object keys are errors. Numbers keep their text; as_uint64() reads an exact non-negative
+// `max_array_items`, more than `max_values` values in the whole document
+// (a bound on the tree's memory, which is about 100 bytes a value however
+// short its text) and duplicate object keys are errors. Numbers keep their text; as_uint64() reads an exact non-negative
 // integer. Every error is a qaware::Error naming the byte offset.
 //
 // dump() writes compact JSON, escaping as serde_json does (the writer of the
@@ -193,8 +195,8 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
 
 class Parser {
  public:
-  Parser(std::string_view text, int max_depth, std::size_t max_array_items)
-      : s_(text), max_depth_(max_depth), max_array_items_(max_array_items) {}
+  Parser(std::string_view text, int max_depth, std::size_t max_array_items, std::size_t max_values = SIZE_MAX)
+      : s_(text), max_depth_(max_depth), max_array_items_(max_array_items), max_values_(max_values) {}
 
   Value parse_document() {
     skip_ws();
@@ -220,6 +222,7 @@ class Parser {
 
   Value parse_value(int depth) {
     if (at_end()) fail("unexpected end of input");
+    if (++values_ > max_values_) fail(::qaware::detail::concat("more than ", max_values_, " values"));
     switch (peek()) {
       case '{': return parse_object(depth + 1);
       case '[': return parse_array(depth + 1);
@@ -400,6 +403,8 @@ class Parser {
   std::size_t pos_ = 0;
   int max_depth_;
   std::size_t max_array_items_;
+  std::size_t max_values_;
+  std::size_t values_ = 0;
 };
 
 inline bool valid_number_text(std::string_view t) {
@@ -435,8 +440,9 @@ inline bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
-inline Value parse(std::string_view text, int max_depth = 64, std::size_t max_array_items = SIZE_MAX) {
-  return detail::Parser(text, max_depth, max_array_items).parse_document();
+inline Value parse(std::string_view text, int max_depth = 64, std::size_t max_array_items = SIZE_MAX,
+                   std::size_t max_values = SIZE_MAX) {
+  return detail::Parser(text, max_depth, max_array_items, max_values).parse_document();
 }
 
 // Appends s as a JSON string literal. s must be valid UTF-8.

@@ -249,6 +249,10 @@ struct Safetensors {
 constexpr std::uint64_t kMaxSafetensorsHeader = 100000000;
 // Largest tensor rank accepted when reading (the format sets none).
 constexpr std::size_t kMaxSafetensorsRank = 1024;
+// JSON values in one header: about 7 per tensor, so 2^20 allows some 150,000
+// tensors (large language models have a few thousand) and bounds the parsed
+// tree to about 100 MiB, whatever the header's 100 MB of text holds.
+constexpr std::size_t kMaxSafetensorsHeaderValues = std::size_t(1) << 20;
 
 namespace detail {
 
@@ -279,9 +283,9 @@ inline SafetensorsHeader parse_header(std::string_view text, std::uint64_t data_
   json::Value root;
   try {
     // Arrays in a header are shapes and offset pairs: capping their length
-    // (rank <= kMaxSafetensorsRank) bounds the memory a hostile header of
-    // tiny numbers could make the JSON tree take.
-    root = json::parse(text, 64, kMaxSafetensorsRank);
+    // (rank <= kMaxSafetensorsRank) and the number of values bounds the
+    // memory a hostile header of tiny values could make the JSON tree take.
+    root = json::parse(text, 64, kMaxSafetensorsRank, kMaxSafetensorsHeaderValues);
   } catch (const Error& e) {
     ::qaware::detail::fail(::qaware::detail::concat("safetensors ", src, ": malformed header: ", e.what()));
   }
