@@ -5,7 +5,8 @@
 #
 # Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev,
 # and clang with its OpenMP runtime (clang, libomp-dev: the consumer tests
-# build qaware's API with clang as well as GCC).
+# build qaware's API with clang as well as GCC) and its sanitizer and
+# libFuzzer runtimes (libclang-rt-14-dev: the fuzzing phase of test.sh).
 # Optional: libdnnl-dev (oneDNN, a yardstick for the INT8 GEMM benchmarks).
 # PyTorch is not needed: the test fixtures are committed (tests/data/).
 #
@@ -20,7 +21,7 @@
 #                                   gnuplot-nox (its loss-curve picture).
 set -euo pipefail
 
-required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev)
+required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev libclang-rt-14-dev)
 optional=(libdnnl-dev)
 for arg in "$@"; do
   case "$arg" in

@@ -10,6 +10,12 @@
 #                   without the `consumer` tests (they build other projects and
 #                   check packaging, not memory safety) and without tests
 #                   labelled `slow` (if any; they run in (a)).
+#   (c) build-fuzz/ clang with -fsanitize=fuzzer,address,undefined
+#                   (QAWARE_FUZZ=ON): the libFuzzer harnesses of tests/fuzz,
+#                   each run for QAWARE_FUZZ_SECONDS (default 20) from its seed
+#                   corpus; any crash, leak, UB report, timeout or broken
+#                   property fails the phase. Skipped with a message where
+#                   clang cannot link libFuzzer.
 # Exits non-zero when any phase fails; prints each phase's time at the end.
 # QAWARE_JOBS overrides the parallelism (default: nproc).
 set -uo pipefail
@@ -79,6 +85,25 @@ if phase asan-configure cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebIn
   phase asan-ctest ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE "consumer|slow"
 else
   skip asan-ctest
+fi
+
+# (c) fuzzing
+if echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' |
+     clang++ -x c++ -fsanitize=fuzzer - -o /tmp/qaware_fuzz_probe.$$ >/dev/null 2>&1; then
+  rm -f /tmp/qaware_fuzz_probe.$$
+  if phase fuzz-configure cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+       -DQAWARE_FUZZ=ON -DQAWARE_FUZZ_SECONDS="${QAWARE_FUZZ_SECONDS:-20}" -DQAWARE_NATIVE=OFF \
+       -DQAWARE_BUILD_TESTS=ON -DQAWARE_BUILD_BENCHMARKS=OFF -DQAWARE_BUILD_EXAMPLES=OFF &&
+     phase fuzz-build cmake --build build-fuzz -j"$jobs" --target qaware_fuzz_all; then
+    phase fuzz-run ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L fuzz
+  else
+    skip fuzz-run
+  fi
+else
+  echo "test.sh: clang cannot link -fsanitize=fuzzer (Debian: libclang-rt-14-dev); fuzzing skipped"
+  names+=(fuzz)
+  times+=(0)
+  results+=("skipped (no libFuzzer)")
 fi
 
 summary
