@@ -2433,6 +2433,10 @@ std::string section_io() {
            dumped);
     for (const char* bad : {R"({"a":1,})", R"({"a":1,"a":2})", R"(["\ud800"])", R"([01])", "[NaN]"})
       EXPECT(!error_of([&] { io::json::parse(bad); }).empty(), "json should reject ", bad);
+    // The value cap: [1,[2]] holds 4 values.
+    EXPECT(io::json::parse("[1,[2]]", 64, SIZE_MAX, 4).items().size() == 2 &&
+               error_of([&] { io::json::parse("[1,[2]]", 64, SIZE_MAX, 3); }).find("more than 3 values") != std::string::npos,
+           "json max_values");
   }
 
   // A module state dict (F32 params, F64 quantization buffers) saved and
@@ -2574,6 +2578,33 @@ std::string section_training() {
   const std::int64_t step = nn::load_checkpoint<float>(path, resumed.model, &resumed.opt, &resumed.schedule, {{"data", &resumed.data}});
   const float again = resumed.step();
   EXPECT(step == k, "load_checkpoint returned step ", step);
+  {
+    // LoadOptions::validate_only checks a state dict and loads nothing; a bad
+    // quantization value is refused with the point's name.
+    TrainingRun other(777);
+    const io::TensorDict before = other.model.state_dict();
+    nn::LoadOptions check;
+    check.validate_only = true;
+    other.model.load_state_dict(run.model.state_dict(), check);
+    bool untouched = true;
+    for (const auto& [name, t] : other.model.state_dict()) untouched = untouched && before.at(name).bytes == t.bytes;
+    EXPECT(untouched, "validate_only changed the model");
+    io::TensorDict bad = run.model.state_dict();
+    std::string point;
+    for (const auto& [name, t] : bad)
+      if (point.empty() && name.size() > 17 && name.compare(name.size() - 17, 17, "_quant.zero_point") == 0 &&
+          t.dtype == io::DType::F64)
+        point = name;
+    EXPECT(!point.empty(), "no fixed zero point in the state dict");
+    if (!point.empty()) {
+      DynTensor<double> z = nn::detail::tensor_to_double(bad.at(point));
+      z[0] = 1e20;
+      bad[point] = io::TensorData::from(z);
+      const std::string e = error_of([&] { other.model.load_state_dict(bad); });
+      EXPECT(e.find("quantization point") != std::string::npos && e.find("zero_point[0] is 1e+20") != std::string::npos,
+             "bad zero point: '", e, "'");
+    }
+  }
   EXPECT(std::memcmp(&next, &again, sizeof(float)) == 0, "resumed step ", k + 1, ": loss ", again, " vs ", next);
   bool params_same = true;
   const io::TensorDict s1 = run.model.state_dict(), s2 = resumed.model.state_dict();
