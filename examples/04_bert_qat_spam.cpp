@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -84,6 +85,7 @@ struct Options {
   std::uint64_t seed = 1;
   bool plot = true;
   int time_steps = 0;  // > 0: only time this many training steps (FP32 and QAT W8A8)
+  std::string replot;  // a results folder: redraw its loss_curves.png and stop
 };
 
 const char* kUsage =
@@ -105,6 +107,7 @@ const char* kUsage =
     "  --threads N         0 = all cores (default)\n"
     "  --seed S            data order, masks, initial weights (default 1)\n"
     "  --no-plot           skip the PNG even when gnuplot exists\n"
+    "  --replot DIR        redraw DIR/loss_curves.png from DIR/loss_curves.tsv, and stop\n"
     "  --time-steps N      only time N training steps of the first task's model, FP32 and QAT W8A8\n"
     "                      (median ms per step; tools/bench_spam_torch.py times PyTorch's)\n";
 
@@ -168,6 +171,7 @@ Options parse(int argc, char** argv) {
     const std::string v = argv[++i];
     if (a == "--data-dir") o.data_dir = v;
     else if (a == "--out-dir") o.out_dir = v;
+    else if (a == "--replot") o.replot = v;
     else if (a == "--preset") continue;
     else if (a == "--tasks") {
       o.tasks = split_list(v);
@@ -660,39 +664,96 @@ bool have_program(const char* name) {
   return std::system(cmd.c_str()) == 0;
 }
 
-// loss_curves.tsv (one block per run, gnuplot's "index") and, with gnuplot,
-// loss_curves.png: one panel per task.
-void plot_curves(const std::vector<Curve>& curves, const std::filesystem::path& dir, const Options& o) {
+// loss_curves.tsv: one block per run (gnuplot's "index"), headed
+// "# <task> <run>", then "step<TAB>loss" rows (the mean training loss over
+// the steps since the previous row).
+void write_curves(const std::vector<Curve>& curves, const std::filesystem::path& dir) {
   std::ostringstream tsv;
-  std::vector<std::pair<std::string, std::vector<std::pair<int, std::string>>>> panels;  // task -> (index, title)
-  int index = 0;
   for (const Curve& c : curves) {
     tsv << "# " << c.task << " " << c.run << "\nstep\tloss\n";
     for (const auto& [step, loss] : c.points) tsv << step << "\t" << fmt("%.6g", loss) << "\n";
     tsv << "\n\n";
-    auto it = std::find_if(panels.begin(), panels.end(), [&](const auto& p) { return p.first == c.task; });
-    if (it == panels.end()) it = panels.insert(panels.end(), {c.task, {}});
-    it->second.emplace_back(index++, c.run);
   }
   write_text(dir / "loss_curves.tsv", tsv.str());
   std::printf("loss curves: %s\n", (dir / "loss_curves.tsv").string().c_str());
-  if (!o.plot) return;
+}
+
+// loss_curves.png from loss_curves.tsv, with gnuplot: per task, the FP32
+// training with the control's continuation above, and the fine-tuning phase
+// (the control and every QAT run; LSQ dashed) below.
+void plot_curves(const std::filesystem::path& dir) {
+  const std::filesystem::path tsv = dir / "loss_curves.tsv";
+  std::ifstream in(tsv);
+  if (!in) {
+    std::printf("loss curves: cannot read %s\n", tsv.string().c_str());
+    return;
+  }
+  struct Run {
+    int index;
+    std::string name;
+    int first_step;
+  };
+  std::vector<std::pair<std::string, std::vector<Run>>> tasks;
+  std::string line;
+  int index = -1;
+  bool want_first = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("# ", 0) == 0) {
+      const std::size_t sp = line.find(' ', 2);
+      const std::string task = line.substr(2, sp - 2), run = sp == std::string::npos ? "" : line.substr(sp + 1);
+      auto it = std::find_if(tasks.begin(), tasks.end(), [&](const auto& t) { return t.first == task; });
+      if (it == tasks.end()) it = tasks.insert(tasks.end(), {task, {}});
+      it->second.push_back({++index, run, 0});
+      want_first = true;
+    } else if (want_first && !line.empty() && line[0] >= '0' && line[0] <= '9') {
+      for (auto& t : tasks)
+        if (!t.second.empty() && t.second.back().index == index) t.second.back().first_step = std::atoi(line.c_str());
+      want_first = false;
+    }
+  }
+  if (tasks.empty()) return;
   if (!have_program("gnuplot")) {
     std::printf("loss curves: gnuplot is not installed, no PNG (scripts/setup.sh --demo installs gnuplot-nox)\n");
     return;
   }
+  const std::string data = "'" + tsv.string() + "'";
   std::ostringstream gp;
-  gp << "set terminal pngcairo size " << 640 * panels.size() << ",480 noenhanced\n"
+  gp << "set terminal pngcairo size " << 700 * tasks.size() << ",900 noenhanced font ',10'\n"
      << "set output '" << (dir / "loss_curves.png").string() << "'\n"
-     << "set multiplot layout 1," << panels.size() << "\nset key top right\nset xlabel 'step'\nset ylabel 'training loss'\n";
-  for (const auto& [task, runs] : panels) {
-    // Classification loss spans decades; the byte LM's a narrow band.
+     << "set multiplot layout 2," << tasks.size() << " columnsfirst\n"
+     << "set xlabel 'step'\nset ylabel 'training loss'\nset grid\n";
+  for (const auto& [task, runs] : tasks) {
+    const std::string title = task == "mlm" ? "masked-byte LM" : "spam classification";
+    // Classification loss spans decades; the byte LM's stays in a narrow band.
     gp << (task == "mlm" ? "unset logscale y\n" : "set logscale y\n");
-    gp << "set title '" << (task == "mlm" ? "masked-byte LM" : "spam classification") << "'\nplot ";
-    for (std::size_t i = 0; i < runs.size(); ++i)
-      gp << (i ? ", " : "") << "'" << (dir / "loss_curves.tsv").string() << "' index " << runs[i].first
-         << " using 1:2 with lines lw 2 title '" << runs[i].second << "'";
-    gp << "\n";
+    gp << "set key inside top right\nset autoscale x\nset title '" << title << ": FP32 training, then the control'\nplot ";
+    int ft_start = 0;
+    bool first = true;
+    for (const Run& r : runs) {
+      if (r.name != "FP32" && r.name != "FP32 control") continue;
+      gp << (first ? "" : ", ") << data << " index " << r.index << " using 1:2 with lines lw 2 title '" << r.name << "'";
+      first = false;
+    }
+    for (const Run& r : runs)
+      if (r.name != "FP32") ft_start = ft_start == 0 ? r.first_step : std::min(ft_start, r.first_step);
+    gp << "\nset key outside right top\nset xrange [" << std::max(0, ft_start - 1) << ":*]\n"
+       << "set title '" << title << ": fine-tuning (the control and QAT)'\nplot ";
+    first = true;
+    for (const Run& r : runs) {
+      if (r.name == "FP32") continue;
+      const bool control = r.name == "FP32 control", lsq = r.name.rfind("QAT-LSQ", 0) == 0;
+      // One colour per setting (observer and LSQ runs share it; LSQ dashed).
+      static const std::map<std::string, std::string> colour = {{"W8A8", "#1f77b4"}, {"W4A8", "#ff7f0e"},
+                                                                {"W4A4", "#d62728"}, {"W2A8", "#9467bd"},
+                                                                {"W8A3", "#2ca02c"}, {"mixed", "#8c564b"}};
+      const std::string setting = r.name.substr(r.name.find(' ') + 1);
+      const auto c = colour.find(setting);
+      gp << (first ? "" : ", ") << data << " index " << r.index << " using 1:2 with lines lw " << (control ? 3 : 1.5)
+         << (control ? " lc rgb 'black'" : c != colour.end() ? " lc rgb '" + c->second + "'" : std::string())
+         << (lsq ? " dt 2" : "") << " title '" << r.name << "'";
+      first = false;
+    }
+    gp << "\nset autoscale x\n";
   }
   gp << "unset multiplot\n";
   write_text(dir / "loss_curves.gp", gp.str());
@@ -874,6 +935,10 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  if (!o.replot.empty()) {
+    plot_curves(o.replot);
+    return std::filesystem::exists(std::filesystem::path(o.replot) / "loss_curves.png") ? 0 : 1;
+  }
   try {
     set_num_threads(o.threads);
     const std::string data_dir = o.data_dir.empty() ? default_data_dir() : o.data_dir;
@@ -931,7 +996,8 @@ int main(int argc, char** argv) {
     write_text(dir / "results.csv", table.csv());
     write_text(dir / "results.json", io::json::dump(json_of(table, o, corpus, cpu)) + "\n");
     std::printf("\nresults: %s, %s\n", (dir / "results.csv").string().c_str(), (dir / "results.json").string().c_str());
-    plot_curves(curves, dir, o);
+    write_curves(curves, dir);
+    if (o.plot) plot_curves(dir);
     std::printf("total %.1f s\n", std::chrono::duration<double>(Clock::now() - start).count());
     if (!parity_ok) {
       std::fprintf(stderr, "qaware_bert_qat_spam: the exported INT8 model's logits differ from the QAT model's\n");
