@@ -479,14 +479,31 @@ struct Curve {
   std::vector<std::pair<int, double>> points;
 };
 
+// AdamW over the model's parameter groups (weight decay on matrices only;
+// learnable scales clamped), as every run here uses.
+AdamW<float> make_optimizer(Model& m, double lr, const Options& o) {
+  nn::ParamGroupOptions po;
+  po.lr = lr;
+  po.weight_decay = o.weight_decay;
+  return AdamW<float>(nn::make_param_groups<float>(m, po));
+}
+
+// One training step: forward, cross-entropy, backward, clipping, AdamW.
+double train_step(Model& m, AdamW<float>& opt, const Batch& b, const Options& o) {
+  Tape<float> tape;
+  const Var<float> loss = cross_entropy(m.logits(tape, b), b.labels);
+  tape.backward(loss);
+  clip_grad_norm(opt, o.clip);
+  opt.step();
+  opt.zero_grad();
+  return loss.item();
+}
+
 // Trains `m` for `steps` steps; returns seconds. Records the mean loss of
 // every `every` steps in `curve`.
 double train(Model& m, BatchStream& data, int steps, double lr, const Options& o, const std::string& phase,
              Curve& curve, bool learn_scales) {
-  nn::ParamGroupOptions po;
-  po.lr = lr;
-  po.weight_decay = o.weight_decay;
-  AdamW<float> opt(nn::make_param_groups<float>(m, po));
+  AdamW<float> opt = make_optimizer(m, lr, o);
   LrSchedule sched = linear_schedule_with_warmup(opt, std::max(1, static_cast<int>(o.warmup * steps)), steps);
   if (learn_scales) m.enable_param_learning();
   m.train();
@@ -495,15 +512,8 @@ double train(Model& m, BatchStream& data, int steps, double lr, const Options& o
   int count = 0;
   Progress bar(phase, steps, static_cast<double>(o.batch * o.seq));
   for (int step = 1; step <= steps; ++step) {
-    const Batch b = data.next();
-    Tape<float> tape;
-    const Var<float> loss = cross_entropy(m.logits(tape, b), b.labels);
-    tape.backward(loss);
-    clip_grad_norm(opt, o.clip);
-    opt.step();
-    opt.zero_grad();
+    const double l = train_step(m, opt, data.next(), o);
     sched.step();
-    const double l = loss.item();
     if (!std::isfinite(l)) throw Error(phase + ": the loss is " + std::to_string(l) + " at step " + std::to_string(step));
     sum += l;
     ++count;
@@ -794,22 +804,14 @@ std::string default_data_dir() {
 // AdamW) of a freshly initialised model, after 3 warm-up steps.
 double median_step_ms(const Setup& setup, const nn::ModelQConfig& qc, const Encoded& train_set, const Options& o) {
   std::unique_ptr<Model> m = setup.make(qc, true);
-  nn::ParamGroupOptions po;
-  po.lr = o.lr;
-  po.weight_decay = o.weight_decay;
-  AdamW<float> opt(nn::make_param_groups<float>(*m, po));
+  AdamW<float> opt = make_optimizer(*m, o.lr, o);
   m->train();
   BatchStream data(train_set, o.batch, setup.mlm, o.seed + 11);
   std::vector<double> ms;
   for (int step = 0; step < o.time_steps + 3; ++step) {
     const Batch b = data.next();
     const auto t0 = Clock::now();
-    Tape<float> tape;
-    const Var<float> loss = cross_entropy(m->logits(tape, b), b.labels);
-    tape.backward(loss);
-    clip_grad_norm(opt, o.clip);
-    opt.step();
-    opt.zero_grad();
+    train_step(*m, opt, b, o);
     if (step >= 3) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());

@@ -12,7 +12,7 @@
 #                   labelled `slow` (if any; they run in (a)).
 #   (c) build-fuzz/ clang with -fsanitize=fuzzer,address,undefined
 #                   (QAWARE_FUZZ=ON): the libFuzzer harnesses of tests/fuzz,
-#                   each run for QAWARE_FUZZ_SECONDS (default 20) from its seed
+#                   each run for QAWARE_FUZZ_SECONDS (default 15) from its seed
 #                   corpus; any crash, leak, UB report, timeout or broken
 #                   property fails the phase. Skipped with a message where
 #                   clang cannot link libFuzzer.
@@ -92,7 +92,7 @@ if echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned lo
      clang++ -x c++ -fsanitize=fuzzer - -o /tmp/qaware_fuzz_probe.$$ >/dev/null 2>&1; then
   rm -f /tmp/qaware_fuzz_probe.$$
   if phase fuzz-configure cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-       -DQAWARE_FUZZ=ON -DQAWARE_FUZZ_SECONDS="${QAWARE_FUZZ_SECONDS:-20}" -DQAWARE_NATIVE=OFF \
+       -DQAWARE_FUZZ=ON -DQAWARE_FUZZ_SECONDS="${QAWARE_FUZZ_SECONDS:-15}" -DQAWARE_NATIVE=OFF \
        -DQAWARE_BUILD_TESTS=ON -DQAWARE_BUILD_BENCHMARKS=OFF -DQAWARE_BUILD_EXAMPLES=OFF &&
      phase fuzz-build cmake --build build-fuzz -j"$jobs" --target qaware_fuzz_all; then
     phase fuzz-run ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L fuzz
