@@ -290,6 +290,13 @@ TEST_F(DeployMalformedTest, ValuesThatWouldBreakTheModel) {
       "code -8 at row 0, column 0 is outside the declared range [-7, 7]");
   expect_refused([&](io::Safetensors& f) { set(f, "embeddings.word_embeddings.weight_fake_quant.scale", 5, 0.0f); },
                  "scale must be positive");
+  // Scales each finite but whose product, which the output stage uses, is
+  // not (found by the int8_model fuzzer: the model loaded, then its first
+  // forward failed).
+  expect_refused([&](io::Safetensors& f) { set(f, q + ".input_scale", 0, 1e30f); set(f, q + ".weight_scale", 1, 1e30f); },
+                 "times the weight scale 1e+30 of row 1 is inf");
+  expect_refused([&](io::Safetensors& f) { set(f, q + ".input_scale", 0, 1e-30f); set(f, q + ".weight_scale", 0, 1e-30f); },
+                 "times the weight scale 1e-30 of row 0 is 0");
 }
 
 }  // namespace

@@ -68,6 +68,13 @@ struct IntegerAttentionParams {
       const std::string e = o->problem();
       if (!e.empty()) return detail::concat(name, ": ", e);
     }
+    // Each product's output stage multiplies its operands' scales.
+    const std::pair<const char*, float> products[] = {{"q and k", q.scale * k.scale},
+                                                      {"probabilities and v", p.scale * v.scale}};
+    for (const auto& [name, product] : products)
+      if (!(std::isfinite(product) && product > 0.0f))
+        return detail::concat("the ", name, " scales multiply to ", product,
+                              " (must be finite and positive as a float)");
     return {};
   }
   void check(const char* who) const {

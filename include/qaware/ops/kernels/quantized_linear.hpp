@@ -76,6 +76,11 @@ struct IntegerLinearParams {
       const float s = weight_scales[static_cast<std::size_t>(o)];
       if (!(std::isfinite(s) && s > 0.0f))
         return detail::concat("weight scale ", s, " of row ", o, " must be finite and positive");
+      // The output stage multiplies the two: each finite is not enough.
+      const float product = input_scale * s;
+      if (!(std::isfinite(product) && product > 0.0f))
+        return detail::concat("input scale ", input_scale, " times the weight scale ", s, " of row ", o, " is ",
+                              product, " (must be finite and positive as a float)");
     }
     if (input_zero_point < input_min || input_zero_point > input_max)
       return detail::concat("input zero point ", input_zero_point, " outside [", input_min, ", ", input_max, "]");
