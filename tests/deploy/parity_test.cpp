@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "deploy/bert_fixture.hpp"
 #include "nn/nn_test_util.hpp"
 #include "qaware/deploy/convert.hpp"
 #include "qaware/qaware.hpp"
@@ -21,12 +22,10 @@ namespace qaware {
 namespace {
 
 using test::bit_identical;
-
-DynTensor<float> randn(Shape s, Rng& rng, double std = 1.0) {
-  DynTensor<float> t(std::move(s));
-  init::normal(t, rng, 0.0, std);
-  return t;
-}
+using deploy_test::Bert;
+using deploy_test::batch;
+using deploy_test::randn;
+using deploy_test::train_briefly;
 
 // The GEMM paths this CPU runs, as instruction-set caps under which the
 // converted model packs its weights for that path. Only the conversion runs
@@ -44,24 +43,6 @@ template <class F>
 auto packed_for(Isa cap, F convert) {
   ScopedMaxIsa scoped(cap);
   return convert();
-}
-
-// A few AdamW steps of `m` (in training mode) on MSE against a fixed random
-// target; `forward` maps the tape to the output.
-template <class Forward>
-void train_briefly(nn::Module<float>& m, Forward forward, const DynTensor<float>& target, int steps = 4) {
-  nn::ParamGroupOptions po;
-  po.lr = 1e-2;
-  AdamW<float> opt(nn::make_param_groups<float>(m, po));
-  m.train();
-  for (int s = 0; s < steps; ++s) {
-    Tape<float> tape;
-    const Var<float> y = forward(tape);
-    tape.backward(mse_loss(y, tape.constant(target)));
-    opt.step();
-    opt.zero_grad();
-  }
-  m.eval();
 }
 
 // ---------------------------------------------------------------------------
@@ -178,51 +159,6 @@ TEST(DeployParityTest, BlockEqualsTheQatEvalForwardBitForBit) {
 // ---------------------------------------------------------------------------
 // A whole BERT with its heads.
 
-struct Bert {
-  nn::BertConfig bc;
-  nn::QATBertModel<float> model;
-  nn::QATClassifierHead<float> cls;
-  nn::QATMLMHead<float> mlm;
-  struct All : nn::Module<float> {
-    Bert* b;
-    explicit All(Bert* bert) : b(bert) {}
-    void visit(nn::Visitor<float>& v) override {
-      v.child("bert", b->model);
-      v.child("classifier", b->cls);
-      v.child("cls.predictions", b->mlm);
-    }
-  } all{this};
-
-  static nn::BertConfig config(bool quantize_tables, bool matmul_inputs) {
-    nn::BertConfig bc;
-    bc.vocab_size = 50;
-    bc.block.hidden = 32;
-    bc.layers = 2;
-    bc.block.heads = 2;
-    bc.block.intermediate = 64;
-    bc.max_positions = 12;
-    bc.block.init_std = 0.1;
-    bc.quantize_embedding_tables = quantize_tables;
-    bc.block.quantize_matmul_inputs = matmul_inputs;
-    return bc;
-  }
-  Bert(const nn::ModelQConfig& mq, bool quantize_tables, bool matmul_inputs, Rng& rng)
-      : bc(config(quantize_tables, matmul_inputs)), model(bc, rng, mq), cls(32, 3, rng, mq.resolve("classifier"), 0.1, 0.1),
-        mlm(32, 50, rng, mq.resolve("cls.predictions"), 1e-12, 0.1) {}
-};
-
-void batch(Rng& rng, Index B, Index T, DynTensor<std::int64_t>& ids, DynTensor<std::int64_t>& types,
-           DynTensor<float>& mask) {
-  ids = DynTensor<std::int64_t>(Shape{B, T});
-  types = DynTensor<std::int64_t>(Shape{B, T});
-  mask = DynTensor<float>(Shape{B, T}, 1.0f);
-  for (Index i = 0; i < B * T; ++i) {
-    ids[i] = static_cast<std::int64_t>(rng.below(50));
-    types[i] = (i % T) >= T / 2;
-  }
-  for (Index t = T - 3; t < T; ++t) mask[t] = 0.0f;  // padding at the end of the first sequence
-}
-
 struct ModelCase {
   ModelCase(std::string n, nn::ModelQConfig q, bool t = false) : name(std::move(n)), mq(std::move(q)), tables(t) {}
   std::string name;
@@ -264,19 +200,9 @@ TEST(DeployParityTest, BertWithHeadsEqualsTheQatEvalForwardBitForBit) {
     SCOPED_TRACE(c.name);
     Rng rng(21);
     Bert b(c.mq, c.tables, c.matmul_inputs, rng);
+    deploy_test::train_bert(b, rng);
     DynTensor<std::int64_t> ids, types;
     DynTensor<float> mask;
-    batch(rng, 3, 10, ids, types, mask);
-    const DynTensor<float> target = randn(Shape{3, 3}, rng);
-    train_briefly(
-        b.all,
-        [&](Tape<float>& t) {
-          const auto o = b.model.forward(t, ids, types, mask);
-          const Var<float> logits = b.cls.forward(t, o.pooled_output);
-          const Var<float> mlm = b.mlm.forward(t, o.sequence_output, t.param(b.model.embeddings().word_embeddings()));
-          return add(logits, mean(mlm));
-        },
-        target);
     batch(rng, 2, 12, ids, types, mask);
     Tape<float> tape;
     tape.set_grad_enabled(false);

@@ -19,7 +19,10 @@
 //                and a schedule: a rejected load changes neither model nor
 //                optimizer; an accepted one allows a forward;
 //   int8_model   the bytes as an INT8 model file (deploy::load): an accepted
-//                model runs a forward on valid ids.
+//                model runs a forward on valid ids and, where the ONNX
+//                exporter is built (QAWARE_FUZZ_WITH_ONNX), is exported to
+//                ONNX at opsets 21 and 13, which may refuse it only with an
+//                Error (a range ONNX has no type for).
 
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +30,9 @@
 
 #include "fuzz/harness_io.hpp"
 #include "qaware/qaware.hpp"
+#if QAWARE_FUZZ_WITH_ONNX
+#include "qaware/onnx/export.hpp"
+#endif
 
 namespace qaware {
 namespace fuzz {
@@ -147,6 +153,17 @@ inline std::string int8_model(const std::uint8_t* data, std::size_t size) {
   } catch (const Error& e) {
     return std::string("int8_model: an accepted model's forward fails: ") + e.what();
   }
+#if QAWARE_FUZZ_WITH_ONNX
+  for (int opset : {21, 13}) {
+    try {
+      std::string bytes;
+      if (!deploy::to_onnx(m, {opset}).SerializeToString(&bytes))
+        return "int8_model: an accepted model's ONNX export does not serialise";
+    } catch (const Error&) {
+      // A documented refusal, naming the layer.
+    }
+  }
+#endif
   return "";
 }
 
