@@ -26,7 +26,9 @@
 // on; the int8 codes are not kept beside the packed matrix (unpack_b gives
 // them back for saving).
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -104,6 +106,17 @@ class Linear {
     QAWARE_CHECK(codes != nullptr, who, ": no weight codes");
     const std::string problem = p.problem(out);
     QAWARE_CHECK(problem.empty(), who, ": ", problem);
+    // Every output is float(acc) * sx * sw with |acc| <= in * max|qx - zx| *
+    // max|qw|: scales for which that bound passes the largest float would
+    // give infinite outputs, so they are refused here, not found at a forward.
+    const double max_x = std::max(double(p.input_zero_point) - p.input_min, double(p.input_max) - p.input_zero_point);
+    const double max_w = std::max(std::fabs(double(p.weight_min)), std::fabs(double(p.weight_max)));
+    const double max_sw = *std::max_element(p.weight_scales.begin(), p.weight_scales.end());
+    const double bound = double(in) * max_x * max_w * double(p.input_scale) * max_sw;
+    QAWARE_CHECK(bound <= std::numeric_limits<float>::max(), who, ": input scale ", p.input_scale,
+                 " x weight scale ", max_sw, " x ", in, " inputs x ", max_x, " x ", max_w,
+                 " (the largest input and weight codes) = ", bound,
+                 " exceeds the largest float: outputs could be infinite");
     for (Index i = 0; i < out * in; ++i)
       QAWARE_CHECK(codes[i] >= p.weight_min && codes[i] <= p.weight_max, who, ": weight code ", int(codes[i]),
                    " at row ", i / in, ", column ", i % in, " is outside the declared range [", p.weight_min, ", ",

@@ -440,6 +440,9 @@ class Module {
         quant_missing.insert(quant_missing.end(), absent.begin(), absent.end());
         continue;
       }
+      // Shape mismatches are reported first (below), as the clearer
+      // message; a point's values are checked only when none was found.
+      if (!mismatched.empty()) continue;
       FakeQuantize<Scalar> trial = fq;
       try {
         trial.load_state_dict(got);  // validates every value; the model is untouched

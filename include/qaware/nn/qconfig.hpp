@@ -63,6 +63,10 @@ struct QConfig {
   static QConfig w8a8() { return {}; }
   // `weight_bits`-bit weights, `activation_bits`-bit activations (0 = off).
   static QConfig wa(int weight_bits, int activation_bits) {
+    QAWARE_CHECK(weight_bits <= 0 || (weight_bits >= 2 && weight_bits <= 8), "QConfig::wa: weight bits must be in [2, 8] "
+                 "(or <= 0 for unquantized weights), got ", weight_bits);
+    QAWARE_CHECK(activation_bits <= 0 || (activation_bits >= 2 && activation_bits <= 8), "QConfig::wa: activation bits "
+                 "must be in [2, 8] (or <= 0 for unquantized activations), got ", activation_bits);
     QConfig c;
     if (weight_bits > 0)
       c.weight->with_bits(weight_bits);

@@ -107,6 +107,7 @@ struct FakeQuantizeConfig {
   }
 
   FakeQuantizeConfig& with_bits(int b) {
+    QAWARE_CHECK(b >= 2 && b <= 8, "FakeQuantizeConfig::with_bits: bits must be in [2, 8], got ", b);
     spec.bits = b;
     return *this;
   }
