@@ -132,6 +132,9 @@ TEST(BadArgumentsTest, LayerForwardsWithTheWrongWidthOrRank) {
   nn::QATTransformerBlock<float> block(bc, rng, nn::QConfig::w8a8());
   EXPECT_TRUE(refused([&] { block.forward(DynTensor<float>(Shape{2, 16})); }, {"[2, 16]"}));
   EXPECT_TRUE(refused([&] { block.forward(DynTensor<float>(Shape{2, 5, 12})); }, {"12", "16"}));
+  // So does an empty sequence on the integer path.
+  block.eval();
+  EXPECT_EQ(block.forward(DynTensor<float>(Shape{1, 0, 16})).shape(), Shape({1, 0, 16}));
   DynTensor<float> mask(Shape{2, 4}, 1.0f);
   EXPECT_TRUE(refused([&] { block.forward(DynTensor<float>(Shape{2, 5, 16}), mask); }, {"[2, 4]", "[2, 5]"}));
   DynTensor<float> half(Shape{2, 5}, 1.0f);
@@ -213,6 +216,21 @@ TEST(BadArgumentsTest, StateDictsOfTheWrongShapeTypeValueOrModel) {
   EXPECT_TRUE(refused([&] { lin.load_state_dict(missing); }, {"bias"}));
   EXPECT_TRUE(refused([&] { lin.load_state_dict(with("extra.weight", w)); }, {"extra.weight"}));
   // Another model's state dict: a 8 -> 16 layer's.
+  // Scales each valid alone whose product, the integer product's, is no float:
+  // refused at load, naming the layer, not at the next forward.
+  io::TensorDict huge = with("input_fake_quant.scale", f64(1e30));
+  io::TensorData ws = before.at("weight_fake_quant.scale");
+  for (std::size_t i = 0; i < ws.bytes.size(); i += 8) {
+    const double v = 1e20;
+    std::memcpy(ws.bytes.data() + i, &v, 8);
+  }
+  huge["weight_fake_quant.scale"] = ws;
+  EXPECT_TRUE(refused([&] { lin.load_state_dict(huge); }, {"(the model)", "inf", "keeps its previous state"}));
+  EXPECT_TRUE(refused([&] { lin.load_state_dict(huge, [] {
+                        nn::LoadOptions o;
+                        o.validate_only = true;
+                        return o;
+                      }()); }, {"inf"}));
   nn::QATLinear<float> other(8, 16, rng, nn::QConfig::w8a8());
   EXPECT_TRUE(refused([&] { lin.load_state_dict(other.state_dict()); }, {"[16, 8]", "[8, 16]"}));
   EXPECT_TRUE(same_state(lin.state_dict(), before)) << "a refused state dict changed the layer";

@@ -142,6 +142,9 @@ class QATMLMHead : public Module<Scalar> {
     return detail::run_no_grad<Scalar>(
         [&](Tape<Scalar>& t) { return forward(t, t.constant(x), t.param(word_embeddings)); });
   }
+  // After a load: the decoder's integer product must be runnable (as QATLinear's).
+  void check_loaded() const override { decoder_params(); }
+
   // The integer form of the decoder product, or nullopt (then `*why` says why).
   std::optional<IntegerLinearParams> decoder_params(std::string* why = nullptr) const {
     return integer_product_params(in_fq_, w_fq_, V_, qconfig_.integer_linear, why);

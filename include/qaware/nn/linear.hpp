@@ -122,6 +122,11 @@ class QATLinear : public Module<Scalar> {
     output_fq_ = opt_.quantize_output ? QuantPoint<Scalar>(qc.activation, out_) : QuantPoint<Scalar>();
   }
 
+  // After a load: the integer product's parameters must be ones the GEMM
+  // runs (integer_product_params throws naming the values otherwise), or a
+  // forward would fail on a state that was accepted.
+  void check_loaded() const override { integer_linear_params(*this); }
+
   // x (..., IN) -> y (..., OUT).
   Var<Scalar> forward(Tape<Scalar>& tape, Var<Scalar> x) {
     QAWARE_CHECK(x.rank() >= 1 && x.dim(-1) == in_, "QATLinear: x ", x.shape().str(), " must end in IN = ", in_,

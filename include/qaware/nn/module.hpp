@@ -35,7 +35,10 @@
 //     LoadOptions::allow_missing_quant_state tolerates that in strict mode
 //     (a Hugging Face checkpoint has weights only);
 //   * nothing changes unless every check passes (params are converted and
-//     quantization states are validated on copies first).
+//     quantization states are validated on copies first; then, committed,
+//     every module checks what only its whole state shows -- check_loaded:
+//     an integer product's input and weight scales must multiply to a
+//     finite float -- and on an Error the previous state is put back).
 // Floating-point Params load from F32, F64, F16 or BF16 tensors.
 //
 // train() / eval(): dropout is active only in training mode, and the
@@ -379,6 +382,18 @@ class Module {
 
   // Loads a state dict (see the file comment for the rules).
   LoadResult load_state_dict(const io::TensorDict& dict, const LoadOptions& options = {}) {
+    return load_state_dict_impl(dict, options, true);
+  }
+
+  // What only a module's whole loaded state can show, checked after a load
+  // (e.g. that an integer product's input and weight scales multiply to a
+  // finite float); throws qaware::Error naming the values. load_state_dict
+  // calls it on every module of the tree and, on an Error, puts the previous
+  // state back. Default: nothing to check.
+  virtual void check_loaded() const {}
+
+ private:
+  LoadResult load_state_dict_impl(const io::TensorDict& dict, const LoadOptions& options, bool check_modules) {
     struct Entry {
       std::string name;
       Param<Scalar>* param;
@@ -468,12 +483,35 @@ class Module {
                    result.unexpected.size(), " unexpected: [", detail::name_list(result.unexpected), "]");
     }
     result.missing.insert(result.missing.end(), quant_missing.begin(), quant_missing.end());
-    if (options.validate_only) return result;
-    // Commit.
+    if (options.validate_only && !check_modules) return result;
+    // Commit, then check every module's whole state (check_loaded); on a
+    // problem, or in validate_only mode, the previous state comes back (a
+    // state dict round-trips exactly).
+    io::TensorDict previous;
+    if (check_modules) previous = state_dict();
     for (auto& [p, v] : staged) p->assign(v);
     for (auto& [q, s] : staged_quant) q->fake_quantize().load_state_dict(s);
+    if (!check_modules) return result;
+    std::string problem;
+    struct Checker : Walker<Scalar> {
+      std::string* problem;
+      void on_module(const std::string& name, Module<Scalar>& m) override {
+        if (!problem->empty()) return;
+        try {
+          m.check_loaded();
+        } catch (const Error& e) {
+          *problem = qaware::detail::concat("'", name.empty() ? std::string("(the model)") : name, "': ", e.what());
+        }
+      }
+    } checker;
+    checker.problem = &problem;
+    checker.walk(*this);
+    if (!problem.empty() || options.validate_only) load_state_dict_impl(previous, LoadOptions{}, false);
+    QAWARE_CHECK(problem.empty(), "load_state_dict: ", problem, " (the model keeps its previous state)");
     return result;
   }
+
+ public:
 
  protected:
   Module() = default;

@@ -241,10 +241,15 @@ class FakeQuantize {
     const Index C = scale_.numel();
     q.scale.resize(static_cast<std::size_t>(C));
     q.zero_point.resize(static_cast<std::size_t>(C));
+    // A symmetric point's forward sets its zero point to the symmetric one
+    // first (prepare), whatever a loaded state held: report that one.
+    const bool symmetric = fake_quant_on_ && cfg_.spec.symmetric;
     for (Index c = 0; c < C; ++c) {
       q.scale[static_cast<std::size_t>(c)] = static_cast<float>(effective_scale(c));
       q.zero_point[static_cast<std::size_t>(c)] =
-          static_cast<std::int32_t>(ops::learnable_zero_point_forward(zero_point_.value()[c], q.quant_min, q.quant_max));
+          symmetric ? static_cast<std::int32_t>(symmetric_zero_point())
+                    : static_cast<std::int32_t>(
+                          ops::learnable_zero_point_forward(zero_point_.value()[c], q.quant_min, q.quant_max));
     }
     return q;
   }
