@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -84,8 +85,10 @@ inline std::map<std::string, DynTensor<float>> run_onnxruntime(const OrtOptions&
                                                                const DynTensor<std::int64_t>& mask,
                                                                const std::string& work) {
   const std::string in = work + "/in", out = work + "/out";
-  QAWARE_CHECK(std::system(("mkdir -p " + shell_quote(in) + " " + shell_quote(out)).c_str()) == 0,
-               "onnxruntime runner: cannot create ", work);
+  std::error_code ec;
+  std::filesystem::create_directories(in, ec);
+  if (!ec) std::filesystem::create_directories(out, ec);
+  QAWARE_CHECK(!ec, "onnxruntime runner: cannot create ", work, ": ", ec.message());
   write_raw(in + "/input_ids.bin", ids);
   write_raw(in + "/token_type_ids.bin", types);
   write_raw(in + "/attention_mask.bin", mask);

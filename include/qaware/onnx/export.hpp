@@ -116,7 +116,14 @@ class GraphWriter {
                      const std::vector<std::int64_t>& v) {
     return constant(stem, kInt64, dims, v.data(), v.size() * sizeof(std::int64_t));
   }
-  std::string scalar(float v) { return floats("const_f", {}, {v}); }
+  // A float scalar; equal values (bit for bit) share one initializer.
+  std::string scalar(float v) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    auto it = scalars_.find(bits);
+    if (it == scalars_.end()) it = scalars_.emplace(bits, floats("const_f", {}, {v})).first;
+    return it->second;
+  }
 
   // Integer codes as `type` (INT8, UINT8, INT4, UINT4) of `dims`; 4-bit
   // values are packed two per byte over the flattened tensor, element 2i in
@@ -155,6 +162,7 @@ class GraphWriter {
   ::onnx::GraphProto* g_;
   int opset_;
   std::map<std::string, int> counts_;
+  std::map<std::uint32_t, std::string> scalars_;
 };
 
 inline ::onnx::AttributeProto attr_int(const std::string& name, std::int64_t v) {
