@@ -19,6 +19,11 @@
 #                   corpus; any crash, leak, UB report, timeout or broken
 #                   property fails the phase. Skipped with a message where
 #                   clang cannot link libFuzzer.
+#   (d) build-cuda/ QAWARE_WITH_CUDA=ON where nvcc exists: builds the CUDA
+#                   GEMM's tests and benchmark (sm_80, sm_90) and runs ctest -L
+#                   cuda. Without a GPU the kernel tests skip with a message;
+#                   the build, the link and the host-side tests still count.
+#                   Skipped with a message where there is no nvcc.
 # Exits non-zero when any phase fails; prints each phase's time at the end.
 # QAWARE_JOBS overrides the parallelism (default: nproc).
 set -uo pipefail
@@ -116,6 +121,25 @@ else
   names+=(fuzz)
   times+=(0)
   results+=("skipped (no libFuzzer)")
+fi
+
+# (d) CUDA: compile, link and host-side checks (the GPU runs are tools/gpu_check.sh's)
+nvcc_path=$(command -v nvcc || true)
+if [ -z "$nvcc_path" ] && [ -x /usr/local/cuda/bin/nvcc ]; then nvcc_path=/usr/local/cuda/bin/nvcc; fi
+if [ -n "$nvcc_path" ]; then
+  if phase cuda-configure cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DQAWARE_WITH_CUDA=ON \
+       -DCMAKE_CUDA_COMPILER="$nvcc_path" -DQAWARE_BUILD_TESTS=ON -DQAWARE_BUILD_BENCHMARKS=ON \
+       -DQAWARE_BUILD_EXAMPLES=OFF -DQAWARE_WITH_ONNX=OFF &&
+     phase cuda-build cmake --build build-cuda -j"$jobs" --target qaware_cuda_tests qaware_cuda_gemm_bench; then
+    phase cuda-ctest ctest --test-dir build-cuda --output-on-failure -j"$jobs" -L cuda
+  else
+    skip cuda-ctest
+  fi
+else
+  echo "test.sh: no nvcc (CUDA toolkit) found; the CUDA build is skipped"
+  names+=(cuda)
+  times+=(0)
+  results+=("skipped (no nvcc)")
 fi
 
 summary

@@ -63,6 +63,9 @@ inline void PrintTo(const Variant& v, std::ostream* os) { *os << variant_test_na
 
 inline bool path_runs_here(Path p) { return gemm::has(gemm::compiled_paths() & gemm::cpu_paths(), p); }
 
+// ruy's edge-case sizes: around every power of two up to 128.
+inline const std::vector<Index> kSizes = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129};
+
 // Uniform values in [lo, hi].
 template <class T>
 std::vector<T> random_values(Index n, Rng& rng, int lo, int hi) {
@@ -125,6 +128,31 @@ struct GuardedOutput {
     return ::testing::AssertionSuccess();
   }
 };
+
+// The size sweep: every kSizes value in four shapes, each a Case handed to
+// `check` (which returns an AssertionResult); stops at the first failure.
+// Leading dimensions alternate between tight and odd (`odd`, the second
+// argument), A has a zero point on every third case and, with
+// b_zero_points, B on every fifth.
+template <class TA, class F>
+::testing::AssertionResult for_each_sweep_case(BLayout layout, std::uint64_t seed, bool b_zero_points, F&& check) {
+  Rng rng(seed);
+  constexpr bool kSigned = std::is_same<TA, std::int8_t>::value;
+  int variant = 0;
+  for (Index s : kSizes) {
+    const Index shapes[4][3] = {{s, s, s}, {s, 33, 17}, {19, s, 35}, {21, 13, s}};
+    for (const auto& sh : shapes) {
+      const bool odd = (variant % 2) == 1;
+      const std::int32_t za = (variant % 3 == 2) ? (kSigned ? -7 : 131) : 0;
+      const std::int32_t zb = b_zero_points && (variant % 5 == 4) ? -3 : 0;
+      ++variant;
+      const Case<TA> cs(sh[0], sh[1], sh[2], layout, rng, za, zb, odd ? 3 : 0, odd ? 5 : 0, odd ? 7 : 0);
+      ::testing::AssertionResult r = check(cs, odd);
+      if (!r) return r;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
 
 // Runs the int32 GEMM on `path` and compares with the reference, element by element.
 template <class TA>

@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "qaware/core/host_device.hpp"
 #include "qaware/core/intrinsics.hpp"  // before Eigen: see there
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
@@ -37,7 +38,7 @@ namespace numerics {
 // faster: glibc's nearbyint saves and restores the floating-point
 // environment on every call (rint may raise FE_INEXACT, which nobody reads).
 template <typename S>
-inline S round_half_even(S v) {
+QAWARE_HD inline S round_half_even(S v) {
   return std::rint(v);
 }
 
@@ -49,7 +50,7 @@ inline constexpr S kInt64Limit = S(9223372036854775808.0);
 // STE mask. Written as selects, without branches, so loops over it vectorise:
 // a NaN qf fails `qf > qmin` and becomes qmin.
 template <typename S>
-inline S quantize_level(S x, S inv_scale, S zero_point, S qmin, S qmax, bool& in_range) {
+QAWARE_HD inline S quantize_level(S x, S inv_scale, S zero_point, S qmin, S qmax, bool& in_range) {
   const S qf = zero_point + round_half_even(x * inv_scale);
   in_range = (qf >= qmin) & (qf <= qmax);
   S q = qf > qmin ? qf : qmin;
@@ -58,7 +59,7 @@ inline S quantize_level(S x, S inv_scale, S zero_point, S qmin, S qmax, bool& in
 }
 
 // The integer code of x: quantize_level as int32 (qmin <= code <= qmax).
-inline std::int32_t quantize(float x, float inv_scale, std::int32_t zero_point, std::int32_t qmin, std::int32_t qmax) {
+QAWARE_HD inline std::int32_t quantize(float x, float inv_scale, std::int32_t zero_point, std::int32_t qmin, std::int32_t qmax) {
   bool in_range = false;
   return static_cast<std::int32_t>(quantize_level(x, inv_scale, static_cast<float>(zero_point), static_cast<float>(qmin),
                                                   static_cast<float>(qmax), in_range));
@@ -66,20 +67,20 @@ inline std::int32_t quantize(float x, float inv_scale, std::int32_t zero_point, 
 
 // The value of level q: (q - zero_point) * scale, one rounding.
 template <typename S>
-inline S dequantize(S q, S zero_point, S scale) {
+QAWARE_HD inline S dequantize(S q, S zero_point, S scale) {
   return (q - zero_point) * scale;
 }
 
 // Fake quantization of one value: dequantize(quantize_level(x)).
 template <typename S>
-inline S fake_quantize(S x, S scale, S inv_scale, S zero_point, S qmin, S qmax, bool& in_range) {
+QAWARE_HD inline S fake_quantize(S x, S scale, S inv_scale, S zero_point, S qmin, S qmax, bool& in_range) {
   return dequantize(quantize_level(x, inv_scale, zero_point, qmin, qmax, in_range), zero_point, scale);
 }
 
 // The INT8 GEMM's int32 accumulator as float: fma(float(acc), scale, bias),
 // one rounding, so SIMD epilogues and the scalar reference agree bit for bit
 // whatever FMA contraction the compiler would otherwise apply.
-inline float dequantize_accumulator(std::int32_t acc, float scale, float bias) {
+QAWARE_HD inline float dequantize_accumulator(std::int32_t acc, float scale, float bias) {
   return std::fma(static_cast<float>(acc), scale, bias);
 }
 

@@ -38,8 +38,6 @@ namespace qaware {
 namespace gemm {
 namespace detail {
 
-inline bool finite_positive(float x) { return std::isfinite(x) && x > 0.0f; }
-
 // Checks every argument and returns the problem; throws qaware::Error.
 template <class TA>
 Problem validate(const TA* a, Index M, Index K, Index lda, std::int32_t a_zero_point, const PackedMatrix& b,
@@ -47,7 +45,6 @@ Problem validate(const TA* a, Index M, Index K, Index lda, std::int32_t a_zero_p
   static_assert(std::is_same<TA, std::uint8_t>::value || std::is_same<TA, std::int8_t>::value,
                 "gemm: A must be uint8_t or int8_t");
   constexpr bool kSigned = std::is_same<TA, std::int8_t>::value;
-  const char* at = kSigned ? "int8" : "uint8";
   QAWARE_CHECK(!b.empty(), "gemm: B is an empty PackedMatrix (pack it with pack_b first)");
   const Index N = b.cols();
   QAWARE_CHECK(a != nullptr, "gemm: A is null (M = ", M, ", K = ", K, ")");
@@ -55,49 +52,18 @@ Problem validate(const TA* a, Index M, Index K, Index lda, std::int32_t a_zero_p
   QAWARE_CHECK(K == b.depth(), "gemm: A has K = ", K, " columns but B was packed with K = ", b.depth(), " (N = ", N,
                ")");
   QAWARE_CHECK(lda >= K, "gemm: lda = ", lda, " is smaller than K = ", K);
-  const std::int32_t alo = kSigned ? -128 : 0, ahi = kSigned ? 127 : 255;
-  QAWARE_CHECK(a_zero_point >= alo && a_zero_point <= ahi, "gemm: A zero point ", a_zero_point, " is outside the ", at,
-               " range [", alo, ", ", ahi, "]");
   const Path path = b.path();
   QAWARE_CHECK(has(compiled_paths() & cpu_paths(), path), "gemm: B was packed for path '", path_name(path),
                "', which this CPU/OS does not support (supported: ", paths_string(compiled_paths() & cpu_paths()),
                "); pack again for one of those");
-  const std::int64_t max_a = std::max<std::int64_t>(std::int64_t(a_zero_point) - alo, ahi - std::int64_t(a_zero_point));
-  const std::int64_t max_b = max_abs_b(b.zero_point());
-  const std::int64_t bound = static_cast<std::int64_t>(K) * max_a * max_b;
-  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "gemm: K = ", K,
-               " is too deep for int32 accumulation: |sum_k (A - ", a_zero_point, ")(B - ", b.zero_point(),
-               ")| can reach K * ", max_a, " * ", max_b, " = ", bound, " > 2^31 - 1; split K");
+  check_a_zero_point_and_depth("gemm", kSigned, K, a_zero_point, b.zero_point());
 
   QAWARE_CHECK(out.data() != nullptr, "gemm: output C is null (M = ", M, ", N = ", N, ")");
   QAWARE_CHECK(out.ldc() >= N, "gemm: ldc = ", out.ldc(), " is smaller than N = ", N);
   const Output::Kind kind = out.kind();
-  if (kind != Output::Kind::kInt32) {
-    const Dequantize& dq = out.dequant();
-    QAWARE_CHECK(finite_positive(dq.a_scale), "gemm: A scale must be finite and > 0, got ", dq.a_scale);
-    QAWARE_CHECK(dq.b_scales != nullptr, "gemm: B scales are null");
-    QAWARE_CHECK(dq.b_scale_count == 1 || dq.b_scale_count == N, "gemm: ", dq.b_scale_count,
-                 " B scales given; need 1 (per tensor) or N = ", N, " (per output channel)");
-    for (Index n = 0; n < dq.b_scale_count; ++n)
-      QAWARE_CHECK(finite_positive(dq.b_scales[n]), "gemm: B scale [", n, "] must be finite and > 0, got ",
-                   dq.b_scales[n]);
-    QAWARE_CHECK(dq.activation == Activation::kNone || dq.activation == Activation::kRelu ||
-                     dq.activation == Activation::kGelu,
-                 "gemm: invalid activation ", static_cast<int>(dq.activation));
-    if (kind == Output::Kind::kUint8 || kind == Output::Kind::kInt8) {
-      QAWARE_CHECK(finite_positive(out.out_scale()), "gemm: output scale must be finite and > 0, got ",
-                   out.out_scale());
-      QAWARE_CHECK(std::isfinite(1.0f / out.out_scale()), "gemm: output scale ", out.out_scale(),
-                   " is too small (1/scale overflows float)");
-      const std::int32_t tmin = kind == Output::Kind::kUint8 ? 0 : -128, tmax = kind == Output::Kind::kUint8 ? 255 : 127;
-      QAWARE_CHECK(out.qmin() >= tmin && out.qmin() <= out.qmax() && out.qmax() <= tmax, "gemm: output range [",
-                   out.qmin(), ", ", out.qmax(), "] is not within the ", output_kind_name(kind), " range [", tmin, ", ",
-                   tmax, "]");
-      QAWARE_CHECK(out.out_zero_point() >= out.qmin() && out.out_zero_point() <= out.qmax(), "gemm: output zero point ",
-                   out.out_zero_point(), " is outside the output range [", out.qmin(), ", ",
-                   out.qmax(), "]");
-    }
-  }
+  if (kind != Output::Kind::kInt32) check_dequantize("gemm", out.dequant(), N);
+  if (kind == Output::Kind::kUint8 || kind == Output::Kind::kInt8)
+    check_requantize("gemm", kind, out.out_scale(), out.out_zero_point(), out.qmin(), out.qmax());
   Problem p;
   p.a = a;
   p.a_signed = kSigned;

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "qaware/core/error.hpp"
 #include "qaware/core/numerics.hpp"
 #include "qaware/core/shape.hpp"
 
@@ -125,5 +126,37 @@ inline const char* output_kind_name(Output::Kind k) {
   return "invalid";
 }
 
+namespace detail {
+
+inline bool finite_positive(float x) { return std::isfinite(x) && x > 0.0f; }
+
+// Throws unless `dq` (host pointers) is a valid dequantize stage for N columns; `who` names the caller.
+inline void check_dequantize(const char* who, const Dequantize& dq, Index N) {
+  QAWARE_CHECK(finite_positive(dq.a_scale), who, ": A scale must be finite and > 0, got ", dq.a_scale);
+  QAWARE_CHECK(dq.b_scales != nullptr, who, ": B scales are null");
+  QAWARE_CHECK(dq.b_scale_count == 1 || dq.b_scale_count == N, who, ": ", dq.b_scale_count,
+               " B scales given; need 1 (per tensor) or N = ", N, " (per output channel)");
+  for (Index n = 0; n < dq.b_scale_count; ++n)
+    QAWARE_CHECK(finite_positive(dq.b_scales[n]), who, ": B scale [", n, "] must be finite and > 0, got ",
+                 dq.b_scales[n]);
+  QAWARE_CHECK(dq.activation == Activation::kNone || dq.activation == Activation::kRelu ||
+                   dq.activation == Activation::kGelu,
+               who, ": invalid activation ", static_cast<int>(dq.activation));
+}
+
+// Throws unless the requantized stage's scale, range and zero point are valid for `kind` (kUint8 or kInt8).
+inline void check_requantize(const char* who, Output::Kind kind, float out_scale, std::int32_t out_zero_point,
+                             std::int32_t qmin, std::int32_t qmax) {
+  QAWARE_CHECK(finite_positive(out_scale), who, ": output scale must be finite and > 0, got ", out_scale);
+  QAWARE_CHECK(std::isfinite(1.0f / out_scale), who, ": output scale ", out_scale,
+               " is too small (1/scale overflows float)");
+  const std::int32_t tmin = kind == Output::Kind::kUint8 ? 0 : -128, tmax = kind == Output::Kind::kUint8 ? 255 : 127;
+  QAWARE_CHECK(qmin >= tmin && qmin <= qmax && qmax <= tmax, who, ": output range [", qmin, ", ", qmax,
+               "] is not within the ", output_kind_name(kind), " range [", tmin, ", ", tmax, "]");
+  QAWARE_CHECK(out_zero_point >= qmin && out_zero_point <= qmax, who, ": output zero point ", out_zero_point,
+               " is outside the output range [", qmin, ", ", qmax, "]");
+}
+
+}  // namespace detail
 }  // namespace gemm
 }  // namespace qaware

@@ -54,6 +54,7 @@
 
 #include "qaware/core/error.hpp"
 #include "qaware/core/shape.hpp"
+#include "qaware/gemm/layout.hpp"
 #include "qaware/gemm/path.hpp"
 #include "qaware/gemm/workspace.hpp"
 
@@ -63,11 +64,6 @@
 
 namespace qaware {
 namespace gemm {
-
-enum class BLayout {
-  kKxN,  // B[k][n] = b[k*ldb + n], ldb >= N
-  kNxK,  // B[k][n] = b[n*ldb + k], ldb >= K (PyTorch's Linear.weight)
-};
 
 // The AVX2 path's B formats (see the file comment). pack_b and pack_b_for_a
 // choose; detail_pack_b takes a forced one (tests and benchmarks use each).
@@ -165,12 +161,6 @@ inline void fix_a_pair(int x0, int x1, int& e0, int& e1) {
 
 inline Index round_up(Index x, Index m) { return (x + m - 1) / m * m; }
 inline Index ceil_div(Index x, Index m) { return (x + m - 1) / m; }
-
-// max |B[k][n] - zero_point| over int8 B.
-inline std::int64_t max_abs_b(std::int32_t zero_point) {
-  const std::int64_t lo = -128 - static_cast<std::int64_t>(zero_point), hi = 127 - static_cast<std::int64_t>(zero_point);
-  return lo < 0 ? (-lo > hi ? -lo : hi) : hi;
-}
 
 }  // namespace detail
 
