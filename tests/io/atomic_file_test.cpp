@@ -85,11 +85,15 @@ bool write_and_kill(const fs::path& path, const fs::path& dir, int kill_after, I
   int status = 0;
   ::waitpid(pid, &status, 0);
   ::close(fds[0]);
-  if (kill_after >= 16) EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the writer failed";
+  if (kill_after >= 16) {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the writer failed";
+  }
   // The target is one of the two complete files, whatever the moment.
   const float v = value_of(path, n_old, n_new);
   EXPECT_TRUE(v == 1.0f || v == 2.0f) << "after a kill at chunk " << kill_after << " the file holds " << v;
-  if (kill_after >= 0 && kill_after < 16) EXPECT_EQ(v, 1.0f) << "killed before the rename, yet the file is new";
+  if (kill_after >= 0 && kill_after < 16) {
+    EXPECT_EQ(v, 1.0f) << "killed before the rename, yet the file is new";
+  }
   bool temporary = false;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path() == path) continue;
@@ -108,7 +112,9 @@ TEST(AtomicWriteTest, ASigkilledWriterLeavesTheOldOrTheNewFile) {
   for (int kill_after : {-1, 0, 7, 15}) {
     save_safetensors(path.string(), model_of(1.0f, n_old));  // the old file again (and the stale temporaries go)
     const bool left = write_and_kill(path, dir, kill_after, n_old, n_new);
-    if (kill_after >= 0) EXPECT_TRUE(left) << "a writer killed mid-write left no temporary at chunk " << kill_after;
+    if (kill_after >= 0) {
+      EXPECT_TRUE(left) << "a writer killed mid-write left no temporary at chunk " << kill_after;
+    }
   }
   // A writer that is not killed replaces the file, and removes what the
   // killed ones left.
