@@ -59,7 +59,8 @@ QAWARE_HD inline S quantize_level(S x, S inv_scale, S zero_point, S qmin, S qmax
 }
 
 // The integer code of x: quantize_level as int32 (qmin <= code <= qmax).
-QAWARE_HD inline std::int32_t quantize(float x, float inv_scale, std::int32_t zero_point, std::int32_t qmin, std::int32_t qmax) {
+QAWARE_HD inline std::int32_t quantize(float x, float inv_scale, std::int32_t zero_point, std::int32_t qmin,
+                                        std::int32_t qmax) {
   bool in_range = false;
   return static_cast<std::int32_t>(quantize_level(x, inv_scale, static_cast<float>(zero_point), static_cast<float>(qmin),
                                                   static_cast<float>(qmax), in_range));

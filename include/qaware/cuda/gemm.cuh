@@ -328,7 +328,8 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const GemmArgs p) {
   load_a<kAligned>(p, m0, 0, wa);
   load_b(p, n0, 0, wb);
   if (p.b_zp != 0)
-    row_sum = byte_sum<kSignedA>(wa.w, byte_sum<kSignedA>(wa.z, byte_sum<kSignedA>(wa.y, byte_sum<kSignedA>(wa.x, row_sum))));
+    row_sum = byte_sum<kSignedA>(
+        wa.w, byte_sum<kSignedA>(wa.z, byte_sum<kSignedA>(wa.y, byte_sum<kSignedA>(wa.x, row_sum))));
   store(0, wa, wb);
   __syncthreads();
 
@@ -403,7 +404,8 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const GemmArgs p) {
 
 template <class TA, gemm::Output::Kind kKind>
 void launch(const GemmArgs& p, bool aligned, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((p.N + kBlockN - 1) / kBlockN), static_cast<unsigned>((p.M + kBlockM - 1) / kBlockM));
+  const dim3 grid(static_cast<unsigned>((p.N + kBlockN - 1) / kBlockN),
+                  static_cast<unsigned>((p.M + kBlockM - 1) / kBlockM));
   if (aligned)
     gemm_kernel<TA, kKind, true><<<grid, kThreads, 0, stream>>>(p);
   else
