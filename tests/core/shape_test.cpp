@@ -8,19 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "common/error_of.hpp"
 #include "qaware/core/shape.hpp"
 
 namespace qaware {
 namespace {
 
-std::string message_of(void (*f)()) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no qaware::Error thrown>";
-}
+using test::error_of;
 
 TEST(ShapeTest, NumelIsTheProductOfDims) {
   EXPECT_EQ(Shape({2, 8, 64}).numel(), 2 * 8 * 64);
@@ -88,7 +82,7 @@ TEST(ShapeTest, NegativeDimsAreRejectedByEveryConstructor) {
   EXPECT_THROW(Shape(std::vector<Index>{-3}), Error);
   const std::vector<Index> bad{4, -2, 1};
   EXPECT_THROW(Shape(bad.begin(), bad.end()), Error);
-  const std::string m = message_of([] { Shape({2, -1}); });
+  const std::string m = error_of([] { Shape({2, -1}); });
   EXPECT_NE(m.find("negative"), std::string::npos) << m;
   EXPECT_NE(m.find("[2, -1]"), std::string::npos) << m;
 }
@@ -98,7 +92,7 @@ TEST(ShapeTest, ElementCountOverflowIsRejected) {
   EXPECT_THROW(Shape({big, big}), Error);  // 2^64 elements do not fit in a signed 64-bit Index
   EXPECT_NO_THROW(Shape({big, Index(1) << 30}));  // 2^62 fits
   EXPECT_THROW(Shape({std::numeric_limits<Index>::max(), 2}), Error);
-  const std::string m = message_of([] { Shape({Index(1) << 40, Index(1) << 40}); });
+  const std::string m = error_of([] { Shape({Index(1) << 40, Index(1) << 40}); });
   EXPECT_NE(m.find("Shape"), std::string::npos) << m;
   EXPECT_NE(m.find("1099511627776"), std::string::npos) << m;
 }

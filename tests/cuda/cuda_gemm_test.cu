@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error_of.hpp"
 #include "gemm/gemm_test_util.hpp"
 #include "qaware/cuda/gemm.cuh"
 
@@ -155,14 +156,7 @@ TEST(CudaPackTest, WordsHoldTheKQuadsOfEachColumnZeroPadded) {
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(CudaPackTest, BadArgumentsAreRefusedBeforeAnyDeviceCall) {
   const std::vector<std::int8_t> b(64, 1);

@@ -26,6 +26,7 @@
 
 #include <unistd.h>
 
+#include "common/error_of.hpp"
 #include "deploy/bert_fixture.hpp"
 #include "nn/nn_test_util.hpp"
 #include "qaware/deploy/convert.hpp"
@@ -35,21 +36,9 @@
 namespace qaware {
 namespace {
 
-// The message of the Error `f` raises, or "(no error)".
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("(not a qaware::Error: ") + e.what() + ")";
-  }
-  return "(no error)";
-}
-
 // `f` raises an Error whose message holds every one of `needles`.
 ::testing::AssertionResult refused(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  const std::string m = message_of(f);
+  const std::string m = test::error_of(f);
   if (m == "(no error)" || m.rfind("(not a qaware::Error", 0) == 0)
     return ::testing::AssertionFailure() << m;
   for (const std::string& n : needles)
@@ -107,7 +96,7 @@ TEST(BadArgumentsTest, ObserversOnNanAndInfiniteTensors) {
   EXPECT_TRUE(refused([&] { obs.observe(x.data(), x.shape()); }, {"nan", "flat index 4"}));
   EXPECT_FALSE(obs.initialized()) << "a refused batch must leave the observer as it was";
   x[4] = kInf;
-  const std::string m = message_of([&] {
+  const std::string m = test::error_of([&] {
     obs.observe(x.data(), x.shape());
     obs.calculate_qparams();
   });

@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "common/error_of.hpp"
 #include "nn/nn_test_util.hpp"
 #include "qaware/autograd/gradcheck.hpp"
 #include "qaware/io/safetensors.hpp"
@@ -55,14 +56,7 @@ DynTensor<float> padding_mask(Index B, Index T, std::initializer_list<Index> len
   return m;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 // ---------------------------------------------------------------------------
 // Names.

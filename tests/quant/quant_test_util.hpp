@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error_of.hpp"
 #include "common/fixture.hpp"
 #include "qaware/core/cpu.hpp"
 #include "qaware/core/error.hpp"
@@ -60,15 +61,7 @@ inline std::string case_prefix(const std::string& group, std::int64_t i) {
   return group + "." + std::to_string(i) + ".";
 }
 
-// The message of the qaware::Error that f throws ("<no error>" if none).
-inline std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::error_of;
 
 // The QuantSpec a golden case describes ("<prefix>spec.bits", ".signed",
 // ".narrow", ".reduce", ".custom", ".custom_min", ".custom_max", ".symmetric").
