@@ -126,10 +126,7 @@ inline DevicePackedMatrix pack_b(const std::int8_t* b, Index K, Index N, Index l
                layout == gemm::BLayout::kKxN ? "N = " : "K = ", layout == gemm::BLayout::kKxN ? N : K);
   QAWARE_CHECK(zero_point >= -128 && zero_point <= 127, "cuda::pack_b: zero point ", zero_point,
                " is outside the int8 range [-128, 127]");
-  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * gemm::detail::max_abs_b(zero_point);
-  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "cuda::pack_b: K = ", K,
-               " is too deep for int32 accumulation: |sum| can reach K * 128 * ",
-               gemm::detail::max_abs_b(zero_point), " = ", bound, " > 2^31 - 1; split K");
+  gemm::detail::check_pack_depth("cuda::pack_b", K, zero_point);
   detail::HostPackedB h = detail::pack_b_host(b, K, N, ldb, layout);
   DevicePackedMatrix p;
   p.words_ = DeviceBuffer<std::uint32_t>(static_cast<Index>(h.words.size()));

@@ -31,6 +31,19 @@ inline std::int64_t max_abs_a(bool a_signed, std::int32_t zero_point) {
   return zero_point - lo > hi - zero_point ? zero_point - lo : hi - zero_point;
 }
 
+// Throws unless even the smallest activation range (|A - a_zero_point| <= 128)
+// keeps |sum_k (A - za)(B - zb)| within int32 for B's zero point: the check a
+// packed B makes once (each GEMM call checks its actual range). K is checked
+// first: beyond 2^31 the product could wrap int64 (K = 2^50 did).
+inline void check_pack_depth(const char* who, Index K, std::int32_t b_zero_point) {
+  QAWARE_CHECK(K <= std::numeric_limits<std::int32_t>::max(), who, ": K = ", K,
+               " is too deep for int32 accumulation (K alone exceeds 2^31 - 1); split K");
+  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * max_abs_b(b_zero_point);
+  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), who, ": K = ", K,
+               " is too deep for int32 accumulation: |sum| can reach K * 128 * ", max_abs_b(b_zero_point), " = ",
+               bound, " > 2^31 - 1; split K");
+}
+
 // Throws unless A's zero point lies in A's type and |acc| <= K * max_a * max_b
 // fits int32 (every GEMM's precondition for exact results); `who` names the caller.
 inline void check_a_zero_point_and_depth(const char* who, bool a_signed, Index K, std::int32_t a_zero_point,

@@ -226,15 +226,7 @@ inline void check_pack_b(const std::int8_t* b, Index K, Index N, Index ldb, BLay
                "pack_b: path must be exactly one of scalar, avx2, avxvnni, avx512vnni, amx (got mask ",
                static_cast<unsigned>(path), ")");
   QAWARE_CHECK(has(compiled_paths(), path), "pack_b: path '", path_name(path), "' is not compiled into this build");
-  // Even the smallest activation range (|A - a_zero_point| <= 128) must keep
-  // |sum_k (A - za)(B - zb)| within int32; gemm() checks the actual range.
-  // K first: beyond 2^31 the product below could wrap int64 (K = 2^50 did).
-  QAWARE_CHECK(K <= std::numeric_limits<std::int32_t>::max(), "pack_b: K = ", K,
-               " is too deep for int32 accumulation (K alone exceeds 2^31 - 1); split K");
-  const std::int64_t bound = static_cast<std::int64_t>(K) * 128 * max_abs_b(zero_point);
-  QAWARE_CHECK(bound <= std::numeric_limits<std::int32_t>::max(), "pack_b: K = ", K,
-               " is too deep for int32 accumulation: |sum| can reach K * 128 * ", max_abs_b(zero_point), " = ",
-               bound, " > 2^31 - 1; split K");
+  check_pack_depth("pack_b", K, zero_point);
 }
 
 // Vector helpers for packing an N x K B (each column's K values contiguous),
