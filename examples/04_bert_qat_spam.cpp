@@ -14,11 +14,15 @@
 //   FP32         trained from scratch (AdamW, warmup + linear decay, clipping).
 //   FP32 control the FP32 model trained further for exactly the steps and
 //                learning rate the QAT runs get, without quantization: QAT's
-//                gain must not be mistaken for extra training.
+//                gain must not be mistaken for extra training. One control
+//                per fine-tuning length in use; every row's "d vs control"
+//                is against the control of its setting's length.
 //   PTQ Wn/An    the FP32 weights, observers calibrated on training batches,
-//                no training.
+//                no training. "Wn/An-attT": attention's own operands (q, k,
+//                v, scores, probabilities) at T bits, its linear layers at n.
 //   QAT Wn/An    fine-tuned from the PTQ state (observer scales; "QAT-LSQ":
-//                learned scales initialised from the observers).
+//                learned scales initialised from the observers). The note
+//                says how much of PTQ's gap against the control it closes.
 //   INT8 export  the QAT W8A8 model converted (deploy::convert), saved,
 //                loaded back and run on qaware's INT8 engine: its metrics
 //                equal the QAT model's exactly (every logit is compared).
@@ -71,9 +75,16 @@ using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------- options
 
+// One PTQ / QAT setting of --bits: "W/A[/T][@N][+lsq]".
 struct Bits {
   int w = 8, a = 8;
-  std::string str() const { return "W" + std::to_string(w) + "A" + std::to_string(a); }
+  int att = 0;       // T: bits of attention's own operands (q, k, v, scores, probabilities); 0 = a
+  int ft_steps = 0;  // N: fine-tuning steps of its QAT runs (and of a control of that length); 0 = --ft-steps
+  bool lsq = false;  // +lsq: an LSQ run beside the observer-based one (--lsq: every setting)
+  int att_bits() const { return att != 0 ? att : a; }
+  std::string str() const {
+    return "W" + std::to_string(w) + "A" + std::to_string(a) + (att_bits() != a ? "-att" + std::to_string(att) : "");
+  }
 };
 
 struct Options {
@@ -86,7 +97,7 @@ struct Options {
   int ft_steps = 150;                    // control and QAT fine-tuning steps
   int calib_batches = 8;
   double lr = 1e-3, ft_lr = 5e-4, warmup = 0.06, weight_decay = 0.01, clip = 1.0, dropout = 0.1;
-  std::vector<Bits> bits = {{8, 8}, {4, 4}};
+  std::vector<Bits> cls_bits = {{8, 8}, {4, 4}}, mlm_bits = cls_bits;  // PTQ / QAT settings per task
   bool lsq = false;       // QAT-LSQ runs beside the observer-based ones
   bool mixed = false;     // a mixed-precision (W4A8 FFN, W8A8 elsewhere) export
   std::size_t max_emails = 0;  // per split, 0 = all (for quick checks)
@@ -103,16 +114,21 @@ const char* kUsage =
     "usage: qaware_bert_qat_spam [options]\n"
     "  --data-dir DIR      the corpus: DIR/<group>/<id>.txt (default: .cache/spam-assassin/.../data)\n"
     "  --out-dir DIR       results.csv, results.json, loss curves (default out/spam-demo)\n"
-    "  --preset P          quick (default, about 3 minutes on 2 cores) or full (about 40: length 256,\n"
-    "                      longer training, W8A8 W4A8 W4A4 W2A8 W8A3, observer and LSQ QAT, a mixed-\n"
-    "                      precision model (4-bit FFN weights), every QAT model exported)\n"
+    "  --preset P          quick (default, about 3 minutes on 2 cores) or full (under 40: length 256,\n"
+    "                      longer training, W8A8 W4A8 W4A4 W4A4-att8 W2A8 W8A3, LSQ QAT at the low\n"
+    "                      bit widths of the language model, a mixed-precision model (4-bit FFN\n"
+    "                      weights), every QAT model exported)\n"
     "  --tasks LIST        cls,mlm (default both)\n"
     "  --hidden C --heads H --ffn F --layers L --batch B --seq T   model and batch sizes\n"
     "  --steps N           FP32 training steps of both tasks (--cls-steps, --mlm-steps: one)\n"
-    "  --ft-steps N        fine-tuning steps of the control and of every QAT run\n"
+    "  --ft-steps N        fine-tuning steps of the control and of every QAT run (default 150)\n"
     "  --lr X --ft-lr X    peak learning rates (FP32 training, fine-tuning)\n"
-    "  --bits LIST         PTQ/QAT settings, e.g. 8/8,4/4 (weight/activation bits)\n"
-    "  --lsq               also QAT with learned (LSQ) scales\n"
+    "  --bits LIST         PTQ/QAT settings of both tasks (--cls-bits, --mlm-bits: one task's),\n"
+    "                      default 8/8,4/4; each is W/A[/T][@N][+lsq]: weight and activation bits;\n"
+    "                      T: bits of attention's own operands (q, k, v, scores, probabilities;\n"
+    "                      default A); N: this setting's fine-tuning steps (a control of that length\n"
+    "                      is trained too); +lsq: also QAT with learned (LSQ) scales\n"
+    "  --lsq               QAT with learned (LSQ) scales beside every setting's observer-based QAT\n"
     "  --calib N           calibration batches for PTQ (default 8)\n"
     "  --max-emails N      use at most N emails of each split (0 = all)\n"
     "  --threads N         0 = all cores (default)\n"
@@ -151,19 +167,72 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// "W/A[/T][@N][+lsq]", e.g. 4/8, 4/4/8@600+lsq.
+Bits parse_bits(std::string item) {
+  const std::string what = "--bits item '" + item + "'";
+  auto bits = [&](const std::string& v) {
+    const int n = static_cast<int>(to_int(what, v, 2));
+    if (n > 8) bad_option(what + ": bit widths are 2..8");
+    return n;
+  };
+  Bits b;
+  const std::string plus = "+lsq";
+  if (item.size() > plus.size() && item.compare(item.size() - plus.size(), plus.size(), plus) == 0) {
+    b.lsq = true;
+    item.resize(item.size() - plus.size());
+  }
+  const std::size_t at = item.find('@');
+  if (at != std::string::npos) {
+    b.ft_steps = static_cast<int>(to_int(what + " (fine-tuning steps)", item.substr(at + 1), 1));
+    item.resize(at);
+  }
+  const std::vector<std::string> parts = [&] {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    for (std::size_t slash; (slash = item.find('/', start)) != std::string::npos; start = slash + 1)
+      out.push_back(item.substr(start, slash - start));
+    out.push_back(item.substr(start));
+    return out;
+  }();
+  if (parts.size() != 2 && parts.size() != 3) bad_option(what + " is not W/A[/T][@N][+lsq], e.g. 4/8 or 4/4/8@600+lsq");
+  b.w = bits(parts[0]);
+  b.a = bits(parts[1]);
+  if (parts.size() == 3) b.att = bits(parts[2]);
+  return b;
+}
+
+std::vector<Bits> parse_bits_list(const std::string& flag, const std::string& v) {
+  std::vector<Bits> out;
+  for (const std::string& item : split_list(v)) out.push_back(parse_bits(item));
+  if (out.empty()) bad_option(flag + " is empty");
+  return out;
+}
+
 void apply_preset(Options& o, const std::string& p) {
   if (p == "quick") return;
   if (p != "full") bad_option("--preset is quick or full, got '" + p + "'");
   o.preset = p;
-  // Sized for about 40 minutes on 2 cores: 3,200 FP32 steps and 23
-  // fine-tuning runs of 250 steps (batch 32 x 256), ~0.24 s per step.
+  // Sized for under 40 minutes on 2 cores: 3,200 FP32 steps and 20
+  // fine-tuning runs of 250 steps (batch 32 x 256), 0.22-0.28 s per step.
+  // Every setting in both tasks, W4A4 also with attention's own operands at
+  // 8 bits; LSQ beside observer-based QAT where the language model's
+  // perplexity shows a gap after QAT (classification and 8-bit activations
+  // with 4- or 8-bit weights show none).
   o.seq = 256;
   o.cls_steps = 800;
   o.mlm_steps = 2400;
   o.ft_steps = 250;
   o.calib_batches = 16;
-  o.bits = {{8, 8}, {4, 8}, {4, 4}, {2, 8}, {8, 3}};
-  o.lsq = true;
+  auto b = [](int w, int a, int att, bool lsq) {
+    Bits x{w, a, att};
+    x.lsq = lsq;
+    return x;
+  };
+  o.cls_bits = {b(8, 8, 0, false), b(4, 8, 0, false), b(4, 4, 0, false), b(4, 4, 8, false), b(2, 8, 0, false),
+                b(8, 3, 0, false)};
+  o.mlm_bits = {b(8, 8, 0, false), b(4, 8, 0, false), b(4, 4, 0, true), b(4, 4, 8, true), b(2, 8, 0, true),
+                b(8, 3, 0, true)};
+  o.lsq = false;
   o.mixed = true;
 }
 
@@ -209,15 +278,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--time-steps") o.time_steps = static_cast<int>(to_int(a, v, 1));
     else if (a == "--seed") o.seed = static_cast<std::uint64_t>(to_int(a, v, 0));
     else if (a == "--bits") {
-      o.bits.clear();
-      for (const std::string& item : split_list(v)) {
-        const std::size_t slash = item.find('/');
-        if (slash == std::string::npos) bad_option("--bits items are W/A, e.g. 4/8; got '" + item + "'");
-        Bits b{static_cast<int>(to_int(a, item.substr(0, slash), 2)), static_cast<int>(to_int(a, item.substr(slash + 1), 2))};
-        if (b.w > 8 || b.a > 8) bad_option("--bits: weight and activation bits are 2..8, got '" + item + "'");
-        o.bits.push_back(b);
-      }
-      if (o.bits.empty()) bad_option("--bits is empty");
+      o.cls_bits = o.mlm_bits = parse_bits_list(a, v);
+    } else if (a == "--cls-bits") {
+      o.cls_bits = parse_bits_list(a, v);
+    } else if (a == "--mlm-bits") {
+      o.mlm_bits = parse_bits_list(a, v);
     } else bad_option("unknown option " + a);
   }
   if (o.hidden % o.heads != 0)
@@ -570,8 +635,14 @@ std::unique_ptr<Model> calibrate(const Setup& setup, const nn::ModelQConfig& qc,
   return m;
 }
 
+// The setting's configuration: b.w / b.a everywhere; attention's own operands
+// (the module "encoder.layer.<i>.attention" itself, not its linear layers)
+// at b.att_bits() where that differs.
 nn::ModelQConfig qconfig_for(Bits b, bool lsq) {
-  return nn::ModelQConfig(lsq ? nn::QConfig::lsq(b.w, b.a) : nn::QConfig::wa(b.w, b.a));
+  auto make = [lsq](int w, int a) { return lsq ? nn::QConfig::lsq(w, a) : nn::QConfig::wa(w, a); };
+  nn::ModelQConfig qc(make(b.w, b.a));
+  if (b.att_bits() != b.a) qc.override_pattern("encoder.layer.*.attention", make(b.w, b.att_bits()));
+  return qc;
 }
 
 // ---------------------------------------------------------------- results
@@ -581,6 +652,8 @@ struct Row {
   Metrics m;
   double seconds = 0;  // training time of this row's own run
   std::string note;
+  int ft_steps = 0;         // the fine-tuning length of the row's setting: its deltas are against that control
+  bool fine_tuned = false;  // a control or QAT run, trained for ft_steps (the table shows them)
 };
 
 std::string fmt(const char* f, double x) {
@@ -597,7 +670,8 @@ std::string signed_fixed(double x, int digits) {
 
 struct Table {
   std::vector<Row> rows;
-  std::map<std::string, Metrics> fp32, control;
+  std::map<std::string, Metrics> fp32;
+  std::map<std::pair<std::string, int>, Metrics> control;  // (task, fine-tuning steps)
 
   static std::string metric_names(const std::string& task, int which) {
     if (task == "mlm") return which == 0 ? "masked acc %" : "perplexity";
@@ -611,41 +685,48 @@ struct Table {
   std::string text() const {
     std::ostringstream s;
     char line[512];
-    std::snprintf(line, sizeof line, "%-4s %-13s %-5s %13s %11s | %15s | %15s | %8s  %s\n", "task", "method", "bits",
-                  "metric 1", "metric 2", "d vs FP32", "d vs control", "train s", "");
+    std::snprintf(line, sizeof line, "%-4s %-13s %-9s %5s %10s %11s | %15s | %15s | %8s  %s\n", "task", "method",
+                  "bits", "steps", "metric 1", "metric 2", "d vs FP32", "d vs control", "train s", "");
     s << line;
     std::string last;
     for (const Row& r : rows) {
       if (r.task != last) {
-        s << std::string(100, '-') << "\n";
+        s << std::string(110, '-') << "\n";
         s << r.task << ": metric 1 = " << metric_names(r.task, 0) << ", metric 2 = " << metric_names(r.task, 1)
           << (r.task == "mlm" ? " (deltas: points, perplexity in %)" : " (deltas in points)") << "\n";
         last = r.task;
       }
-      auto deltas = [&](const std::map<std::string, Metrics>& ref) {
-        auto it = ref.find(r.task);
-        if (it == ref.end()) return std::string("");
-        return signed_fixed(delta(r.task, 0, r.m.a, it->second.a), 2) + " " +
-               signed_fixed(delta(r.task, 1, r.m.b, it->second.b), 2) + (r.task == "mlm" ? "%" : "");
+      auto deltas = [&](const Metrics* ref) {
+        if (ref == nullptr) return std::string("");
+        return signed_fixed(delta(r.task, 0, r.m.a, ref->a), 2) + " " + signed_fixed(delta(r.task, 1, r.m.b, ref->b), 2) +
+               (r.task == "mlm" ? "%" : "");
       };
-      std::snprintf(line, sizeof line, "%-4s %-13s %-5s %13s %11s | %15s | %15s | %8s  %s\n", r.task.c_str(),
-                    r.method.c_str(), r.bits.c_str(), fixed(r.m.a, 2).c_str(), fixed(r.m.b, r.task == "mlm" ? 3 : 2).c_str(),
-                    deltas(fp32).c_str(), deltas(control).c_str(), r.seconds > 0 ? fixed(r.seconds, 1).c_str() : "",
-                    r.note.c_str());
+      std::snprintf(line, sizeof line, "%-4s %-13s %-9s %5s %10s %11s | %15s | %15s | %8s  %s\n", r.task.c_str(),
+                    r.method.c_str(), r.bits.c_str(), r.fine_tuned ? std::to_string(r.ft_steps).c_str() : "",
+                    fixed(r.m.a, 2).c_str(), fixed(r.m.b, r.task == "mlm" ? 3 : 2).c_str(), deltas(fp32_of(r)).c_str(),
+                    deltas(control_of(r)).c_str(), r.seconds > 0 ? fixed(r.seconds, 1).c_str() : "", r.note.c_str());
       s << line;
     }
     return s.str();
   }
+  const Metrics* fp32_of(const Row& r) const {
+    auto it = fp32.find(r.task);
+    return it == fp32.end() ? nullptr : &it->second;
+  }
+  const Metrics* control_of(const Row& r) const {
+    auto it = control.find({r.task, r.ft_steps});
+    return it == control.end() ? nullptr : &it->second;
+  }
   std::string csv() const {
     std::ostringstream s;
     s << "task,method,bits,metric1_name,metric1,metric2_name,metric2,delta1_vs_fp32,delta2_vs_fp32,"
-         "delta1_vs_control,delta2_vs_control,train_seconds\n";
+         "delta1_vs_control,delta2_vs_control,train_seconds,ft_steps\n";
     for (const Row& r : rows) {
-      const Metrics f = fp32.count(r.task) ? fp32.at(r.task) : r.m, c = control.count(r.task) ? control.at(r.task) : r.m;
+      const Metrics f = fp32_of(r) ? *fp32_of(r) : r.m, c = control_of(r) ? *control_of(r) : r.m;
       s << r.task << "," << r.method << "," << r.bits << "," << metric_names(r.task, 0) << "," << fmt("%.6g", r.m.a)
         << "," << metric_names(r.task, 1) << "," << fmt("%.6g", r.m.b) << "," << fmt("%.6g", delta(r.task, 0, r.m.a, f.a))
         << "," << fmt("%.6g", delta(r.task, 1, r.m.b, f.b)) << "," << fmt("%.6g", delta(r.task, 0, r.m.a, c.a)) << ","
-        << fmt("%.6g", delta(r.task, 1, r.m.b, c.b)) << "," << fmt("%.3f", r.seconds) << "\n";
+        << fmt("%.6g", delta(r.task, 1, r.m.b, c.b)) << "," << fmt("%.3f", r.seconds) << "," << r.ft_steps << "\n";
     }
     return s.str();
   }
@@ -669,7 +750,9 @@ io::json::Value json_of(const Table& t, const Options& o, const spam::Corpus& co
                                   {"bits", Value::string(r.bits)},
                                   {Table::metric_names(r.task, 0), num(r.m.a)},
                                   {Table::metric_names(r.task, 1), num(r.m.b)},
-                                  {"train_seconds", num(r.seconds)}}));
+                                  {"train_seconds", num(r.seconds)},
+                                  {"ft_steps", num(r.ft_steps)},
+                                  {"note", Value::string(r.note)}}));
   }
   return Value::object({{"cpu", Value::string(cpu)},
                         {"config", Value::object(cfg)},
@@ -705,6 +788,8 @@ void write_curves(const std::vector<Curve>& curves, const std::filesystem::path&
 // loss_curves.png from loss_curves.tsv, with gnuplot: per task, the FP32
 // training with the control's continuation above, and the fine-tuning phase
 // (the control and every QAT run; LSQ dashed) below.
+bool is_control(const std::string& run) { return run.rfind("FP32 control", 0) == 0; }
+
 void plot_curves(const std::filesystem::path& dir) {
   const std::filesystem::path tsv = dir / "loss_curves.tsv";
   std::ifstream in(tsv);
@@ -754,7 +839,7 @@ void plot_curves(const std::filesystem::path& dir) {
     int ft_start = 0;
     bool first = true;
     for (const Run& r : runs) {
-      if (r.name != "FP32" && r.name != "FP32 control") continue;
+      if (r.name != "FP32" && !is_control(r.name)) continue;
       gp << (first ? "" : ", ") << data << " index " << r.index << " using 1:2 with lines lw 2 title '" << r.name << "'";
       first = false;
     }
@@ -765,15 +850,16 @@ void plot_curves(const std::filesystem::path& dir) {
     first = true;
     for (const Run& r : runs) {
       if (r.name == "FP32") continue;
-      const bool control = r.name == "FP32 control", lsq = r.name.rfind("QAT-LSQ", 0) == 0;
+      const bool control = is_control(r.name), lsq = r.name.rfind("QAT-LSQ", 0) == 0;
       // One colour per setting (observer and LSQ runs share it; LSQ dashed).
       static const std::map<std::string, std::string> colour = {{"W8A8", "#1f77b4"}, {"W4A8", "#ff7f0e"},
                                                                 {"W4A4", "#d62728"}, {"W2A8", "#9467bd"},
-                                                                {"W8A3", "#2ca02c"}, {"mixed", "#8c564b"}};
+                                                                {"W8A3", "#2ca02c"}, {"mixed", "#8c564b"},
+                                                                {"W4A4-att8", "#e377c2"}};
       const std::string setting = r.name.substr(r.name.find(' ') + 1);
       const auto c = colour.find(setting);
       gp << (first ? "" : ", ") << data << " index " << r.index << " using 1:2 with lines lw " << (control ? 3 : 1.5)
-         << (control ? " lc rgb 'black'" : c != colour.end() ? " lc rgb '" + c->second + "'" : std::string())
+         << (control ? (r.name == "FP32 control" ? " lc rgb 'black'" : " lc rgb 'gray40'") : c != colour.end() ? " lc rgb '" + c->second + "'" : std::string())
          << (lsq ? " dt 2" : "") << " title '" << r.name << "'";
       first = false;
     }
@@ -818,9 +904,11 @@ std::string default_data_dir() {
 // test batches (all in one session run): a row with its metrics, and a note
 // comparing its logits with the INT8 engine's (`ours`, per batch).
 void onnx_row(const deploy::BertModel& model, const std::vector<Batch>& test, bool mlm,
-              const std::filesystem::path& file, const Options& o, const std::string& task, const std::string& bits,
+              const std::filesystem::path& file, const Options& o, const Row& qat,
               const std::vector<DynTensor<float>>& ours, Table& table) {
+  const std::string& task = qat.task;
 #if QAWARE_DEMO_WITH_ONNX
+  const std::string& bits = qat.bits;
   qaware_tools::OrtOptions ort;
   ort.ort_dir = o.onnxruntime.empty() ? std::string(QAWARE_DEMO_SOURCE_DIR "/.cache/onnxruntime") : o.onnxruntime;
   ort.script = QAWARE_DEMO_SOURCE_DIR "/tools/onnx/ort_run.js";
@@ -872,6 +960,7 @@ void onnx_row(const deploy::BertModel& model, const std::vector<Batch>& test, bo
     }
   }
   Row r{task, "ONNX (ORT)", bits, s.result(), 0.0, ""};
+  r.ft_steps = qat.ft_steps;
   char note[160];
   std::snprintf(note, sizeof note, "onnxruntime: %lld of %lld argmaxes differ, max |logit diff| %.2g (of %.2g)",
                 static_cast<long long>(argmax_differ), static_cast<long long>(rows), max_diff, max_abs);
@@ -881,7 +970,7 @@ void onnx_row(const deploy::BertModel& model, const std::vector<Batch>& test, bo
               onnx_file.string().c_str(), static_cast<double>(std::filesystem::file_size(onnx_file)) / 1024.0,
               seconds, r.note.c_str());
 #else
-  (void)model, (void)test, (void)mlm, (void)file, (void)o, (void)bits, (void)ours, (void)table;
+  (void)model, (void)test, (void)mlm, (void)file, (void)o, (void)ours, (void)table;
   std::printf("  %s ONNX: skipped, this build has no ONNX exporter (libonnx-dev, libprotobuf-dev)\n", task.c_str());
 #endif
 }
@@ -917,6 +1006,17 @@ void time_steps(const Options& o, const Encoded& train_set) {
 
 // ---------------------------------------------------------------- one task
 
+// How much of the gap PTQ opens against the control a QAT run wins back, in
+// the task's sensitive metric (perplexity for mlm, accuracy for cls); empty
+// where PTQ's gap is too small for a share of it to mean anything (under 1 %
+// of perplexity, under half a point of accuracy, about six emails).
+std::string gap_closed(bool mlm, const Metrics& ptq, const Metrics& qat, const Metrics& control) {
+  const double gap = mlm ? (ptq.b - control.b) / control.b : (control.a - ptq.a) / 100.0;
+  if (gap < (mlm ? 0.01 : 0.005)) return "";
+  const double won = mlm ? (ptq.b - qat.b) / control.b : (qat.a - ptq.a) / 100.0;
+  return "closes " + fixed(100.0 * won / gap, 0) + " % of PTQ's " + (mlm ? "perplexity" : "accuracy") + " gap";
+}
+
 void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encoded& test_set, Table& table,
               std::vector<Curve>& curves, bool& parity_ok) {
   const std::string task = mlm ? "mlm" : "cls";
@@ -932,23 +1032,11 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
   Curve c_fp32{task, "FP32", 0, {}};
   Row r_fp32{task, "FP32", "-", {}, train(*fp32, stream, steps, o.lr, o, task + " FP32", c_fp32, false), ""};
   r_fp32.m = evaluate(*fp32, test);
+  r_fp32.ft_steps = o.ft_steps;
   table.fp32[task] = r_fp32.m;
   table.rows.push_back(r_fp32);
   curves.push_back(c_fp32);
   const io::TensorDict fp32_state = fp32->state_dict();
-
-  // The control: the same fine-tuning without quantization.
-  {
-    std::unique_ptr<Model> ctl = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
-    ctl->load_state_dict(fp32_state);
-    BatchStream ft(train_set, o.batch, mlm, ft_seed);
-    Curve c{task, "FP32 control", steps, {}};
-    Row r{task, "FP32 control", "-", {}, train(*ctl, ft, o.ft_steps, o.ft_lr, o, task + " FP32 control", c, false), ""};
-    r.m = evaluate(*ctl, test);
-    table.control[task] = r.m;
-    table.rows.push_back(r);
-    curves.push_back(c);
-  }
 
   // Every PTQ / QAT setting: the --bits list, then (full preset) the mixed
   // precision model: 4-bit weights in the FFN, W8A8 elsewhere.
@@ -956,11 +1044,14 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
     std::string label;
     std::function<nn::ModelQConfig(bool lsq)> qconfig;
     bool is_w8a8;
-    bool with_lsq;  // an LSQ run too, under --lsq
+    bool with_lsq;  // an LSQ run beside the observer-based one
+    int ft_steps;
   };
   std::vector<Setting> settings;
-  for (const Bits& bits : o.bits)
-    settings.push_back({bits.str(), [bits](bool lsq) { return qconfig_for(bits, lsq); }, bits.w == 8 && bits.a == 8, true});
+  for (const Bits& bits : mlm ? o.mlm_bits : o.cls_bits)
+    settings.push_back({bits.str(), [bits](bool lsq) { return qconfig_for(bits, lsq); },
+                        bits.w == 8 && bits.a == 8 && bits.att_bits() == 8, o.lsq || bits.lsq,
+                        bits.ft_steps > 0 ? bits.ft_steps : o.ft_steps});
   if (o.mixed)
     settings.push_back({"mixed", [](bool lsq) {
                           nn::ModelQConfig qc(lsq ? nn::QConfig::lsq() : nn::QConfig::w8a8());
@@ -968,17 +1059,40 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
                           qc.override_pattern("encoder.layer.*.intermediate.dense", w4);
                           qc.override_pattern("encoder.layer.*.output.dense", w4);
                           return qc;
-                        }, false, false});
+                        }, false, false, o.ft_steps});
+
+  // The controls: the same fine-tuning without quantization, one per
+  // fine-tuning length in use (--ft-steps always, for the FP32 row).
+  std::vector<int> lengths = {o.ft_steps};
+  for (const Setting& set : settings) lengths.push_back(set.ft_steps);
+  std::sort(lengths.begin(), lengths.end());
+  lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
+  for (const int n : lengths) {
+    std::unique_ptr<Model> ctl = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
+    ctl->load_state_dict(fp32_state);
+    BatchStream ft(train_set, o.batch, mlm, ft_seed);
+    const std::string name = n == o.ft_steps ? "FP32 control" : "FP32 control " + std::to_string(n);
+    Curve c{task, name, steps, {}};
+    Row r{task, "FP32 control", "-", {}, train(*ctl, ft, n, o.ft_lr, o, task + " " + name, c, false), ""};
+    r.m = evaluate(*ctl, test);
+    r.ft_steps = n;
+    r.fine_tuned = true;
+    table.control[{task, n}] = r.m;
+    table.rows.push_back(r);
+    curves.push_back(c);
+  }
 
   for (const Setting& set : settings) {
+    const Metrics& control = table.control.at({task, set.ft_steps});
     std::unique_ptr<Model> ptq = calibrate(setup, set.qconfig(false), fp32_state, train_set, o);
     Row rp{task, "PTQ", set.label, evaluate(*ptq, test), 0.0,
            set.label == "mixed" ? "mixed: W4A8 FFN, W8A8 elsewhere" : ""};
+    rp.ft_steps = set.ft_steps;
     table.rows.push_back(rp);
     std::printf("  %s PTQ %s: %.2f / %.3f\n", task.c_str(), set.label.c_str(), rp.m.a, rp.m.b);
 
     for (const bool lsq : {false, true}) {
-      if (lsq && !(o.lsq && set.with_lsq)) continue;
+      if (lsq && !set.with_lsq) continue;
       const std::string method = lsq ? "QAT-LSQ" : "QAT";
       std::unique_ptr<Model> qat = setup.make(set.qconfig(lsq), true);
       // LSQ's scales start from the observers' calibration too.
@@ -987,9 +1101,12 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
       BatchStream ft(train_set, o.batch, mlm, ft_seed);
       Curve c{task, method + " " + set.label, steps, {}};
       Row r{task, method, set.label, {},
-            train(*qat, ft, o.ft_steps, o.ft_lr, o, task + " " + method + " " + set.label, c, lsq), ""};
+            train(*qat, ft, set.ft_steps, o.ft_lr, o, task + " " + method + " " + set.label, c, lsq), ""};
       std::vector<DynTensor<float>> qat_logits;
       r.m = evaluate(*qat, test, &qat_logits);
+      r.ft_steps = set.ft_steps;
+      r.fine_tuned = true;
+      r.note = gap_closed(mlm, rp.m, r.m, control);
       table.rows.push_back(r);
       curves.push_back(c);
 
@@ -1011,13 +1128,14 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
         total += l.numel();
       }
       Row re{task, lsq ? "INT8 exp. LSQ" : "INT8 export", set.label, s.result(), 0.0, ""};
+      re.ft_steps = set.ft_steps;
       re.note = differ == 0 ? "= QAT bit for bit (" + std::to_string(total) + " logits)"
                             : std::to_string(differ) + " of " + std::to_string(total) + " logits differ from QAT";
       if (differ != 0) parity_ok = false;
       table.rows.push_back(re);
       std::printf("  %s exported %s (%s, %.1f KiB): %s\n", task.c_str(), set.label.c_str(), file.string().c_str(),
                   static_cast<double>(std::filesystem::file_size(file)) / 1024.0, re.note.c_str());
-      if (set.is_w8a8 && !lsq) onnx_row(loaded, test, mlm, file, o, task, set.label, qat_logits, table);
+      if (set.is_w8a8 && !lsq) onnx_row(loaded, test, mlm, file, o, r, qat_logits, table);
     }
   }
 }
