@@ -12,9 +12,9 @@
 // The model's dropout RNGs (named_rngs) are saved as "rng.<name>"; extra
 // generators (a data sampler, say) can be passed too. Loading is strict:
 // the file must hold exactly the model's buffers and the io checkpoint's
-// tensors. Buffer names are checked before anything changes; the values
-// of the quantization state are then loaded after the parameters (a
-// FakeQuantize validates its own entries).
+// tensors. Buffer names are checked before anything changes; a file that
+// is refused for any reason leaves the model, optimizer, schedule and RNGs
+// as they were.
 
 #include <cstdint>
 #include <set>
@@ -82,28 +82,32 @@ std::int64_t load_checkpoint(const std::string& path, Module<Scalar>& model, Opt
     file.tensors.erase(it);
   }
   // The model's part of the file (buffers and Params, learnable scales
-  // included) is validated first, so that a bad quantization state is
-  // refused before restore_checkpoint overwrites weights, optimizer,
-  // schedule and RNGs.
+  // included) goes in first through load_state_dict, which either takes
+  // all of it and passes every module's check or keeps the previous state.
+  // restore_checkpoint then checks the rest (optimizer, schedule, RNGs,
+  // step) before it changes anything and writes the same Param values
+  // again; if it refuses the file, the model's previous state comes back,
+  // so a refused file leaves model and training state as they were.
   io::TensorDict full = model.state_dict();
+  io::TensorDict previous = full;
   for (auto& kv : full) {
     auto it = file.tensors.find(kv.first);
     if (it != file.tensors.end()) kv.second = it->second;
   }
-  for (const auto& kv : bufs) full[kv.first] = kv.second;
-  LoadOptions check;
-  check.validate_only = true;
+  for (auto& kv : bufs) full[kv.first] = std::move(kv.second);
   try {
-    model.load_state_dict(full, check);
+    model.load_state_dict(full);
   } catch (const Error& e) {
     throw Error(qaware::detail::concat("nn::load_checkpoint: ", path, ": ", e.what()));
   }
+  full.clear();
   optim::TrainingState<Scalar> s = detail::training_state(model, optimizer, schedule, extra_rngs);
-  optim::restore_checkpoint(file, s, path);
-  // Now with the restored Params (learnable scales are Params too).
-  full = model.state_dict();
-  for (auto& kv : bufs) full[kv.first] = std::move(kv.second);
-  model.load_state_dict(full);
+  try {
+    optim::restore_checkpoint(file, s, path);
+  } catch (const Error&) {
+    model.load_state_dict(previous);
+    throw;
+  }
   return s.step;
 }
 
