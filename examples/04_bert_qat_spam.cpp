@@ -698,8 +698,8 @@ struct Table {
       }
       auto deltas = [&](const Metrics* ref) {
         if (ref == nullptr) return std::string("");
-        return signed_fixed(delta(r.task, 0, r.m.a, ref->a), 2) + " " + signed_fixed(delta(r.task, 1, r.m.b, ref->b), 2) +
-               (r.task == "mlm" ? "%" : "");
+        return signed_fixed(delta(r.task, 0, r.m.a, ref->a), 2) + " " +
+               signed_fixed(delta(r.task, 1, r.m.b, ref->b), 2) + (r.task == "mlm" ? "%" : "");
       };
       std::snprintf(line, sizeof line, "%-4s %-13s %-9s %5s %10s %11s | %15s | %15s | %8s  %s\n", r.task.c_str(),
                     r.method.c_str(), r.bits.c_str(), r.fine_tuned ? std::to_string(r.ft_steps).c_str() : "",
@@ -785,11 +785,12 @@ void write_curves(const std::vector<Curve>& curves, const std::filesystem::path&
   std::printf("loss curves: %s\n", (dir / "loss_curves.tsv").string().c_str());
 }
 
-// loss_curves.png from loss_curves.tsv, with gnuplot: per task, the FP32
-// training with the control's continuation above, and the fine-tuning phase
-// (the control and every QAT run; LSQ dashed) below.
+// "FP32 control", or "FP32 control <steps>" for a further fine-tuning length.
 bool is_control(const std::string& run) { return run.rfind("FP32 control", 0) == 0; }
 
+// loss_curves.png from loss_curves.tsv, with gnuplot: per task, the FP32
+// training with the control's continuation above, and the fine-tuning phase
+// (the controls and every QAT run; LSQ dashed) below.
 void plot_curves(const std::filesystem::path& dir) {
   const std::filesystem::path tsv = dir / "loss_curves.tsv";
   std::ifstream in(tsv);
@@ -858,9 +859,11 @@ void plot_curves(const std::filesystem::path& dir) {
                                                                 {"W4A4-att8", "#e377c2"}};
       const std::string setting = r.name.substr(r.name.find(' ') + 1);
       const auto c = colour.find(setting);
+      const std::string line_colour = control ? (r.name == "FP32 control" ? " lc rgb 'black'" : " lc rgb 'gray40'")
+                                      : c != colour.end() ? " lc rgb '" + c->second + "'"
+                                                          : std::string();
       gp << (first ? "" : ", ") << data << " index " << r.index << " using 1:2 with lines lw " << (control ? 3 : 1.5)
-         << (control ? (r.name == "FP32 control" ? " lc rgb 'black'" : " lc rgb 'gray40'") : c != colour.end() ? " lc rgb '" + c->second + "'" : std::string())
-         << (lsq ? " dt 2" : "") << " title '" << r.name << "'";
+         << line_colour << (lsq ? " dt 2" : "") << " title '" << r.name << "'";
       first = false;
     }
     gp << "\nset autoscale x\n";
