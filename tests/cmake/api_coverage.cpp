@@ -1480,6 +1480,36 @@ std::string section_float_ops() {
     EXPECT(first_far(logits.grad().data(), grad, 1e-5, 1e-6) < 0, "cross_entropy backward");
   }
 
+  // cross_entropy against class probabilities (a teacher's soft targets),
+  // one row all zeros: mean over all R rows of sum_c -p_c log softmax(row)_c;
+  // gradient (softmax * sum_c p_c - p) / R.
+  {
+    const Index R = 9, C = 6;
+    Tape<float> tape;
+    const Var<float> logits = tape.leaf(randn<float>(Shape{R, C}, rng, 3.0));
+    DynTensor<float> p(Shape{R, C});
+    for (Index r = 0; r < R; ++r) {
+      double s = 0;
+      for (Index c = 0; c < C; ++c) s += p[r * C + c] = static_cast<float>(rng.uniform()) + 0.01f;
+      for (Index c = 0; c < C; ++c) p[r * C + c] = r == 2 ? 0.0f : static_cast<float>(p[r * C + c] / s);
+    }
+    const Var<float> loss = cross_entropy(logits, p);
+    tape.backward(loss);
+    double want = 0;
+    std::vector<double> grad(static_cast<std::size_t>(R * C), 0.0);
+    for (Index r = 0; r < R; ++r) {
+      double mx = -1e300, s = 0, mass = 0;
+      for (Index c = 0; c < C; ++c) mx = std::max(mx, static_cast<double>(logits.value()[r * C + c]));
+      for (Index c = 0; c < C; ++c) s += std::exp(logits.value()[r * C + c] - mx), mass += p[r * C + c];
+      for (Index c = 0; c < C; ++c) {
+        want += p[r * C + c] * (mx + std::log(s) - logits.value()[r * C + c]) / R;
+        grad[static_cast<std::size_t>(r * C + c)] = (mass * std::exp(logits.value()[r * C + c] - mx) / s - p[r * C + c]) / R;
+      }
+    }
+    EXPECT(std::fabs(loss.item() - want) <= 1e-5 * std::fabs(want) + 1e-6, "soft cross_entropy ", loss.item(), ", want ", want);
+    EXPECT(first_far(logits.grad().data(), grad, 1e-5, 1e-6) < 0, "soft cross_entropy backward");
+  }
+
   // dropout: the documented counter-based mask (splitmix64 of one draw from
   // the Rng), y = kept ? x / (1 - p) : 0, the same mask backward; identity in eval.
   {
@@ -1602,7 +1632,7 @@ std::string section_float_ops() {
                },
                {randn<double>(Shape{3, 4}, g), randn<double>(Shape{4, 4}, g)}));
   }
-  return "matmul on " + join(names) + "; softmax, layer_norm, gelu, cross_entropy, dropout, attention, embedding, grad_check";
+  return "matmul on " + join(names) + "; softmax, layer_norm, gelu, cross_entropy (class and soft targets), dropout, attention, embedding, grad_check";
 }
 
 // ===========================================================================
