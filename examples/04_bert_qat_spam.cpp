@@ -99,6 +99,9 @@ struct Options {
   double lr = 1e-3, ft_lr = 5e-4, warmup = 0.06, weight_decay = 0.01, clip = 1.0, dropout = 0.1;
   std::vector<Bits> cls_bits = {{8, 8}, {4, 4}}, mlm_bits = cls_bits;  // PTQ / QAT settings per task
   bool lsq = false;       // QAT-LSQ runs beside the observer-based ones
+  double quant_lr = 0.0;  // peak learning rate of LSQ's scales and zero points (0: --ft-lr)
+  double kd = 0.0;        // QAT distilled from its control: the soft loss's weight in [0, 1] (0: off)
+  double kd_temp = 1.0;   // and the temperature of both softmaxes
   bool mixed = false;     // a mixed-precision (W4A8 FFN, W8A8 elsewhere) export
   std::size_t max_emails = 0;  // per split, 0 = all (for quick checks)
   Index eval_batch = 64;
@@ -107,6 +110,7 @@ struct Options {
   bool plot = true;
   int time_steps = 0;  // > 0: only time this many training steps (FP32 and QAT W8A8)
   std::string replot;  // a results folder: redraw its loss_curves.png and stop
+  std::string fp32_cache;  // a folder: the FP32 models, reused by a later run with the same key
   std::string onnxruntime;  // holds node_modules/onnxruntime-node ("" = the source tree's .cache/onnxruntime)
 };
 
@@ -129,10 +133,19 @@ const char* kUsage =
     "                      default A); N: this setting's fine-tuning steps (a control of that length\n"
     "                      is trained too); +lsq: also QAT with learned (LSQ) scales\n"
     "  --lsq               QAT with learned (LSQ) scales beside every setting's observer-based QAT\n"
+    "  --quant-lr X        peak learning rate of LSQ's scales and zero points (default: --ft-lr)\n"
+    "  --kd X              distil every QAT run from its FP32 control: loss = (1 - X) * cross-entropy\n"
+    "                      + X * T^2 * soft cross-entropy against the control's softmax(logits / T)\n"
+    "                      on the labelled positions (X in [0, 1]; rows QAT+KD, QAT-LSQ+KD)\n"
+    "  --kd-temp T         the distillation temperature (default 1)\n"
     "  --calib N           calibration batches for PTQ (default 8)\n"
     "  --max-emails N      use at most N emails of each split (0 = all)\n"
     "  --threads N         0 = all cores (default)\n"
     "  --seed S            data order, masks, initial weights (default 1)\n"
+    "  --fp32-cache DIR    keep each task's trained FP32 model in DIR and reuse it when every option\n"
+    "                      that shapes it (sizes, steps, rates, seed, data, threads) is unchanged, to\n"
+    "                      try fine-tuning settings without retraining (a changed library is not\n"
+    "                      detected: clear DIR after changing qaware)\n"
     "  --no-plot           skip the PNG even when gnuplot exists\n"
     "  --replot DIR        redraw DIR/loss_curves.png from DIR/loss_curves.tsv, and stop\n"
     "  --onnxruntime DIR   where onnxruntime-node is installed, for the ONNX row (default: .cache/onnxruntime\n"
@@ -255,6 +268,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--out-dir") o.out_dir = v;
     else if (a == "--replot") o.replot = v;
     else if (a == "--onnxruntime") o.onnxruntime = v;
+    else if (a == "--fp32-cache") o.fp32_cache = v;
     else if (a == "--preset") continue;
     else if (a == "--tasks") {
       o.tasks = split_list(v);
@@ -272,6 +286,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--ft-steps") o.ft_steps = static_cast<int>(to_int(a, v, 1));
     else if (a == "--lr") o.lr = to_double(a, v);
     else if (a == "--ft-lr") o.ft_lr = to_double(a, v);
+    else if (a == "--quant-lr") o.quant_lr = to_double(a, v);
+    else if (a == "--kd") o.kd = to_double(a, v);
+    else if (a == "--kd-temp") o.kd_temp = to_double(a, v);
     else if (a == "--calib") o.calib_batches = static_cast<int>(to_int(a, v, 1));
     else if (a == "--max-emails") o.max_emails = static_cast<std::size_t>(to_int(a, v, 0));
     else if (a == "--threads") o.threads = static_cast<int>(to_int(a, v, 0));
@@ -285,6 +302,8 @@ Options parse(int argc, char** argv) {
       o.mlm_bits = parse_bits_list(a, v);
     } else bad_option("unknown option " + a);
   }
+  if (!(o.kd >= 0.0 && o.kd <= 1.0)) bad_option("--kd " + std::to_string(o.kd) + " is not in [0, 1]");
+  if (!(o.kd_temp > 0.0)) bad_option("--kd-temp " + std::to_string(o.kd_temp) + " is not positive");
   if (o.hidden % o.heads != 0)
     bad_option("--hidden " + std::to_string(o.hidden) + " is not divisible by --heads " + std::to_string(o.heads));
   return o;
@@ -564,13 +583,53 @@ AdamW<float> make_optimizer(Model& m, double lr, const Options& o) {
   nn::ParamGroupOptions po;
   po.lr = lr;
   po.weight_decay = o.weight_decay;
+  if (o.quant_lr > 0) po.quant_lr = o.quant_lr;  // only LSQ fine-tuning has such parameters
   return AdamW<float>(nn::make_param_groups<float>(m, po));
 }
 
-// One training step: forward, cross-entropy, backward, clipping, AdamW.
-double train_step(Model& m, AdamW<float>& opt, const Batch& b, const Options& o) {
+// The distillation targets: softmax(teacher logits / T) on the labelled
+// rows (every example of the classifier, the masked positions of the
+// language model), zeros elsewhere. `labelled` gets the number of such rows.
+DynTensor<float> soft_targets(const DynTensor<float>& teacher_logits, const DynTensor<std::int64_t>& labels, double T,
+                              Index& labelled) {
+  const Index C = teacher_logits.dim(teacher_logits.rank() - 1), R = teacher_logits.numel() / C;
+  DynTensor<float> p(teacher_logits.shape());
+  labelled = 0;
+  for (Index r = 0; r < R; ++r) {
+    float* pr = p.data() + r * C;
+    const float* z = teacher_logits.data() + r * C;
+    std::fill(pr, pr + C, 0.0f);
+    if (labels[r] < 0) continue;
+    ++labelled;
+    const double top = *std::max_element(z, z + C);
+    double sum = 0;
+    for (Index c = 0; c < C; ++c) sum += std::exp((z[c] - top) / T);
+    for (Index c = 0; c < C; ++c) pr[c] = static_cast<float>(std::exp((z[c] - top) / T) / sum);
+  }
+  return p;
+}
+
+// One training step: forward, loss, backward, clipping, AdamW. The loss is
+// the cross-entropy against the labels; with a teacher (--kd X, --kd-temp T)
+//   (1 - X) * that + X * T^2 * mean over labelled rows of the cross-entropy
+//   of softmax(logits / T) against softmax(teacher's logits / T),
+// T^2 keeping the soft loss's gradient on the scale of the hard one's
+// (Hinton et al.'s convention).
+double train_step(Model& m, AdamW<float>& opt, const Batch& b, const Options& o, Model* teacher) {
   Tape<float> tape;
-  const Var<float> loss = cross_entropy(m.logits(tape, b), b.labels);
+  const Var<float> logits = m.logits(tape, b);
+  Var<float> loss = cross_entropy(logits, b.labels);
+  if (teacher) {
+    Index labelled = 0;
+    const DynTensor<float> p = soft_targets(teacher->logits(b), b.labels, o.kd_temp, labelled);
+    if (labelled > 0) {
+      // cross_entropy averages over all rows; the unlabelled ones are zero.
+      const double rows = static_cast<double>(p.numel() / p.dim(p.rank() - 1));
+      const Var<float> soft = cross_entropy(scale(logits, static_cast<float>(1.0 / o.kd_temp)), p);
+      loss = scale(loss, static_cast<float>(1.0 - o.kd)) +
+             scale(soft, static_cast<float>(o.kd * o.kd_temp * o.kd_temp * rows / static_cast<double>(labelled)));
+    }
+  }
   tape.backward(loss);
   clip_grad_norm(opt, o.clip);
   opt.step();
@@ -578,20 +637,22 @@ double train_step(Model& m, AdamW<float>& opt, const Batch& b, const Options& o)
   return loss.item();
 }
 
-// Trains `m` for `steps` steps; returns seconds. Records the mean loss of
-// every `every` steps in `curve`.
+// Trains `m` for `steps` steps (distilled from `teacher` when given, which
+// runs without dropout); returns seconds. Records the mean loss of every
+// `every` steps in `curve`.
 double train(Model& m, BatchStream& data, int steps, double lr, const Options& o, const std::string& phase,
-             Curve& curve, bool learn_scales) {
+             Curve& curve, bool learn_scales, Model* teacher = nullptr) {
   AdamW<float> opt = make_optimizer(m, lr, o);
   LrSchedule sched = linear_schedule_with_warmup(opt, std::max(1, static_cast<int>(o.warmup * steps)), steps);
   if (learn_scales) m.enable_param_learning();
   m.train();
+  if (teacher) teacher->eval();
   const int every = std::max(1, steps / 40);
   double sum = 0;
   int count = 0;
   Progress bar(phase, steps, static_cast<double>(o.batch * o.seq));
   for (int step = 1; step <= steps; ++step) {
-    const double l = train_step(m, opt, data.next(), o);
+    const double l = train_step(m, opt, data.next(), o, teacher);
     sched.step();
     if (!std::isfinite(l)) throw Error(phase + ": the loss is " + std::to_string(l) + " at step " + std::to_string(step));
     sum += l;
@@ -742,6 +803,8 @@ io::json::Value json_of(const Table& t, const Options& o, const spam::Corpus& co
                         {"seq", num(static_cast<double>(o.seq))},     {"cls_steps", num(o.cls_steps)},
                         {"mlm_steps", num(o.mlm_steps)},             {"ft_steps", num(o.ft_steps)},
                         {"lr", num(o.lr)},                           {"ft_lr", num(o.ft_lr)},
+                        {"quant_lr", num(o.quant_lr > 0 ? o.quant_lr : o.ft_lr)},
+                        {"kd", num(o.kd)},                           {"kd_temp", num(o.kd_temp)},
                         {"seed", num(static_cast<double>(o.seed))},   {"threads", num(num_threads())}};
   std::vector<Value> rows;
   for (const Row& r : t.rows) {
@@ -991,7 +1054,7 @@ double median_step_ms(const Setup& setup, const nn::ModelQConfig& qc, const Enco
   for (int step = 0; step < o.time_steps + 3; ++step) {
     const Batch b = data.next();
     const auto t0 = Clock::now();
-    train_step(*m, opt, b, o);
+    train_step(*m, opt, b, o, nullptr);
     if (step >= 3) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
@@ -1020,6 +1083,67 @@ std::string gap_closed(bool mlm, const Metrics& ptq, const Metrics& qat, const M
   return "closes " + fixed(100.0 * won / gap, 0) + " % of PTQ's " + (mlm ? "perplexity" : "accuracy") + " gap";
 }
 
+// --fp32-cache: DIR/<task>_fp32.safetensors holds the trained FP32 weights,
+// its metadata the key (every option and data property that shapes them),
+// the training time and the loss curve. A file with another key is
+// retrained and replaced, never used.
+std::string fp32_key(const Options& o, const std::string& task, const Encoded& train_set) {
+  std::ostringstream k;
+  k << task << " hidden " << o.hidden << " heads " << o.heads << " ffn " << o.ffn << " layers " << o.layers << " batch "
+    << o.batch << " seq " << o.seq << " steps " << (task == "mlm" ? o.mlm_steps : o.cls_steps) << " lr " << o.lr
+    << " warmup " << o.warmup << " wd " << o.weight_decay << " clip " << o.clip << " dropout " << o.dropout << " seed "
+    << o.seed << " threads " << num_threads() << " emails " << train_set.n << " length " << train_set.T;
+  // FNV-1a over the training tokens and labels: the same data, not just the same counts.
+  std::uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](std::int64_t v) { h = (h ^ static_cast<std::uint64_t>(v)) * 1099511628211ULL; };
+  for (const std::int64_t id : train_set.ids) mix(id);
+  for (const std::int64_t l : train_set.labels) mix(l);
+  k << " data " << h;
+  return k.str();
+}
+
+std::filesystem::path fp32_file(const Options& o, const std::string& task) {
+  return std::filesystem::path(o.fp32_cache) / (task + "_fp32.safetensors");
+}
+
+bool fp32_from_cache(const Options& o, const std::string& task, const Encoded& train_set, Model& m, Curve& curve,
+                     double& seconds) {
+  if (o.fp32_cache.empty() || !std::filesystem::exists(fp32_file(o, task))) return false;
+  const std::string path = fp32_file(o, task).string();
+  try {
+    const io::Safetensors f = io::load_safetensors(path);
+    const auto key = f.metadata.find("key");
+    if (key == f.metadata.end() || key->second != fp32_key(o, task, train_set)) {
+      std::printf("  %s: %s was trained with other options; training again\n", task.c_str(), path.c_str());
+      return false;
+    }
+    std::vector<std::pair<int, double>> points;
+    std::istringstream pts(f.metadata.at("curve"));
+    int step = 0;
+    double loss = 0;
+    while (pts >> step >> loss) points.emplace_back(step, loss);
+    seconds = std::stod(f.metadata.at("seconds"));
+    m.load_state_dict(f.tensors);  // all or nothing
+    curve.points = std::move(points);
+  } catch (const std::exception& e) {
+    std::printf("  %s: %s is unusable (%s); training again\n", task.c_str(), path.c_str(), e.what());
+    return false;
+  }
+  std::printf("  %s FP32: loaded from %s (trained in %.1f s)\n", task.c_str(), path.c_str(), seconds);
+  return true;
+}
+
+void fp32_to_cache(const Options& o, const std::string& task, const Encoded& train_set, Model& m, const Curve& curve,
+                   double seconds) {
+  if (o.fp32_cache.empty()) return;
+  std::filesystem::create_directories(o.fp32_cache);
+  std::ostringstream pts;
+  pts.precision(9);
+  for (const auto& [step, loss] : curve.points) pts << step << ' ' << loss << ' ';
+  io::save_safetensors(fp32_file(o, task).string(), m.state_dict(),
+                       {{"key", fp32_key(o, task, train_set)}, {"seconds", fmt("%.3f", seconds)}, {"curve", pts.str()}});
+}
+
 void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encoded& test_set, Table& table,
               std::vector<Curve>& curves, bool& parity_ok) {
   const std::string task = mlm ? "mlm" : "cls";
@@ -1029,11 +1153,17 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
   const std::uint64_t ft_seed = o.seed + 303;  // every fine-tuning run sees the same batches
   std::printf("\n== %s: %s ==\n", task.c_str(), mlm ? "masked-byte language modelling" : "spam classification");
 
-  // FP32.
+  // FP32 (or, with --fp32-cache, the model a run with the same key trained).
   std::unique_ptr<Model> fp32 = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
-  BatchStream stream(train_set, o.batch, mlm, o.seed + 11);
   Curve c_fp32{task, "FP32", 0, {}};
-  Row r_fp32{task, "FP32", "-", {}, train(*fp32, stream, steps, o.lr, o, task + " FP32", c_fp32, false), ""};
+  Row r_fp32{task, "FP32", "-", {}, 0.0, ""};
+  if (fp32_from_cache(o, task, train_set, *fp32, c_fp32, r_fp32.seconds)) {
+    r_fp32.note = "loaded from --fp32-cache";
+  } else {
+    BatchStream stream(train_set, o.batch, mlm, o.seed + 11);
+    r_fp32.seconds = train(*fp32, stream, steps, o.lr, o, task + " FP32", c_fp32, false);
+    fp32_to_cache(o, task, train_set, *fp32, c_fp32, r_fp32.seconds);
+  }
   r_fp32.m = evaluate(*fp32, test);
   r_fp32.ft_steps = o.ft_steps;
   table.fp32[task] = r_fp32.m;
@@ -1070,6 +1200,7 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
   for (const Setting& set : settings) lengths.push_back(set.ft_steps);
   std::sort(lengths.begin(), lengths.end());
   lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
+  std::map<int, std::unique_ptr<Model>> teachers;  // --kd: each length's control teaches that length's QAT
   for (const int n : lengths) {
     std::unique_ptr<Model> ctl = setup.make(nn::ModelQConfig(nn::QConfig::fp32()), true);
     ctl->load_state_dict(fp32_state);
@@ -1083,6 +1214,7 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
     table.control[{task, n}] = r.m;
     table.rows.push_back(r);
     curves.push_back(c);
+    if (o.kd > 0) teachers[n] = std::move(ctl);
   }
 
   for (const Setting& set : settings) {
@@ -1096,7 +1228,7 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
 
     for (const bool lsq : {false, true}) {
       if (lsq && !set.with_lsq) continue;
-      const std::string method = lsq ? "QAT-LSQ" : "QAT";
+      const std::string method = std::string(lsq ? "QAT-LSQ" : "QAT") + (o.kd > 0 ? "+KD" : "");
       std::unique_ptr<Model> qat = setup.make(set.qconfig(lsq), true);
       // LSQ's scales start from the observers' calibration too.
       qat->load_state_dict(lsq ? calibrate(setup, set.qconfig(true), fp32_state, train_set, o)->state_dict()
@@ -1104,7 +1236,8 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
       BatchStream ft(train_set, o.batch, mlm, ft_seed);
       Curve c{task, method + " " + set.label, steps, {}};
       Row r{task, method, set.label, {},
-            train(*qat, ft, set.ft_steps, o.ft_lr, o, task + " " + method + " " + set.label, c, lsq), ""};
+            train(*qat, ft, set.ft_steps, o.ft_lr, o, task + " " + method + " " + set.label, c, lsq,
+                  o.kd > 0 ? teachers.at(set.ft_steps).get() : nullptr), ""};
       std::vector<DynTensor<float>> qat_logits;
       r.m = evaluate(*qat, test, &qat_logits);
       r.ft_steps = set.ft_steps;
