@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "qaware/core/rng.hpp"
+#include "qaware/core/threading.hpp"
 #include "qaware/quant/observers.hpp"
 #include "quant_test_util.hpp"
 
@@ -211,7 +213,8 @@ TEST(ObserverTest, PercentileAndMseMatchTheirReferences) {
       EXPECT_EQ(obs->last_batch_range().second, ranges[2 * b + 1]) << "batch " << b;
       if (mse) {
         // The reference sums the squared errors exactly (math.fsum); we sum
-        // 500 terms in order in double: relative error below 500 * 2^-53 ~ 6e-14.
+        // 500 terms in double (eight partial sums): relative error below
+        // 500 * 2^-53 ~ 6e-14.
         const auto errs = f.get<double>(p + "errors");
         const auto& ours = static_cast<MseObserver&>(*obs).last_errors();
         const Index K = errs.dim(1);
@@ -260,6 +263,26 @@ TEST(ObserverTest, MseChoosesTheErrorMinimisingRange) {
   EXPECT_LT(chosen, 0.8 * full);
   EXPECT_LT(obs.max_vals()[0], 0.9f * amax);
   EXPECT_NEAR(full, e.back(), 1e-9 * full);
+}
+
+TEST(ObserverTest, MseScoresTheSameOnAnyNumberOfThreads) {
+  // The candidates are scored in parallel; each E_k is its own fixed-order sum,
+  // so one thread and several must agree exactly, errors and range.
+  Rng rng(8);
+  DynTensor<float> x({30001});
+  init::normal(x, rng, 0.5, 2.0);
+  const QuantSpec spec = QuantSpec::unsigned_bits(4, false);
+  const int saved = num_threads();
+  set_num_threads(1);
+  MseObserver one(spec, 37);
+  one.observe(x);
+  set_num_threads(std::max(2, saved));
+  MseObserver many(spec, 37);
+  many.observe(x);
+  set_num_threads(saved);
+  EXPECT_EQ(one.last_errors(), many.last_errors());
+  EXPECT_EQ(one.min_vals(), many.min_vals());
+  EXPECT_EQ(one.max_vals(), many.max_vals());
 }
 
 TEST(ObserverTest, DoubleInputsAreObservedAsFloat) {

@@ -38,6 +38,7 @@
 
 #include "qaware/core/error.hpp"
 #include "qaware/core/tensor.hpp"
+#include "qaware/core/threading.hpp"
 #include "qaware/quant/fake_quantize.hpp"
 #include "qaware/quant/qparams.hpp"
 
@@ -586,7 +587,8 @@ class PercentileObserver : public BatchRangeObserver {
 // [float(a * k / K), float(b * k / K)] (products in double, rounded to float),
 // takes choose_qparams of that range under the spec, fake-quantizes the batch
 // with it (the PyTorch-exact float kernel) and scores
-//   E_k = sum_i (double(fq(x_i)) - double(x_i))^2   (summed in order, in double).
+//   E_k = sum_i (double(fq(x_i)) - double(x_i))^2   (in double: eight partial
+//         sums over i mod 8, then added in order; see squared_error).
 // The smallest E_k wins (the smallest k on ties).
 class MseObserver : public BatchRangeObserver {
  public:
@@ -606,28 +608,55 @@ class MseObserver : public BatchRangeObserver {
   std::pair<double, double> batch_range(const float* x, Index n) override {
     const auto [a, b] = detail::obs::aminmax(x, n);
     const QRange r = spec_.range();
-    std::vector<float> y(static_cast<std::size_t>(n));
     errors_.assign(static_cast<std::size_t>(candidates_), 0.0);
-    int best = 0;
+    std::vector<ScaleZeroPoint> qs;  // chosen here, outside the parallel region: choose_qparams may throw
     for (int k = 1; k <= candidates_; ++k) {
       const double frac = static_cast<double>(k) / candidates_;
       const float lo = detail::to_float(static_cast<double>(a) * frac);
       const float hi = detail::to_float(static_cast<double>(b) * frac);
-      const ScaleZeroPoint q = choose_qparams(lo, hi, spec_, algorithm_, eps_);
-      ops::fake_quantize_per_tensor_forward(x, y.data(), static_cast<std::uint64_t*>(nullptr), n, q.scale,
-                                            q.zero_point, r.quant_min, r.quant_max);
-      double e = 0.0;
-      for (Index i = 0; i < n; ++i) {
-        const double d = static_cast<double>(y[static_cast<std::size_t>(i)]) - static_cast<double>(x[i]);
-        e = e + detail::opaque(d * d);
-      }
-      errors_[static_cast<std::size_t>(k - 1)] = e;
-      if (e < errors_[static_cast<std::size_t>(best)]) best = k - 1;
+      qs.push_back(choose_qparams(lo, hi, spec_, algorithm_, eps_));
     }
+    // Candidates are independent: score them in parallel, each with its own
+    // buffer and its own fixed-order sum, so E_k does not depend on the threads.
+    parallel_for(0, candidates_, 1, [&](Index k0, Index k1) {
+      std::vector<float> y(static_cast<std::size_t>(n));
+      for (Index k = k0 + 1; k <= k1; ++k) {
+        const ScaleZeroPoint& q = qs[static_cast<std::size_t>(k - 1)];
+        ops::fake_quantize_per_tensor_forward(x, y.data(), static_cast<std::uint64_t*>(nullptr), n, q.scale,
+                                              q.zero_point, r.quant_min, r.quant_max);
+        errors_[static_cast<std::size_t>(k - 1)] = squared_error(x, y.data(), n);
+      }
+    });
+    int best = 0;
+    for (int k = 1; k < candidates_; ++k)
+      if (errors_[static_cast<std::size_t>(k)] < errors_[static_cast<std::size_t>(best)]) best = k;
     const double frac = static_cast<double>(best + 1) / candidates_;
     last_ = {detail::to_float(static_cast<double>(a) * frac), detail::to_float(static_cast<double>(b) * frac)};
     return last_;
   }
+  // sum_i (double(y_i) - double(x_i))^2 as kLanes partial sums over
+  // i mod kLanes, then the lanes in order: a fixed order (the same result on
+  // any machine and thread count) whose independent chains do not wait on
+  // one another's additions. opaque() keeps each square rounded on its own
+  // (no FMA), so builds with and without FMA agree.
+  static double squared_error(const float* x, const float* y, Index n) {
+    constexpr Index kLanes = 8;
+    double lane[kLanes] = {};
+    Index i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+      for (Index j = 0; j < kLanes; ++j) {
+        const double d = static_cast<double>(y[i + j]) - static_cast<double>(x[i + j]);
+        lane[j] = lane[j] + detail::opaque(d * d);
+      }
+    for (Index j = 0; i < n; ++i, ++j) {
+      const double d = static_cast<double>(y[i]) - static_cast<double>(x[i]);
+      lane[j] = lane[j] + detail::opaque(d * d);
+    }
+    double e = 0.0;
+    for (double l : lane) e = e + l;
+    return e;
+  }
+
   int candidates_;
   std::vector<double> errors_;
 };
