@@ -20,6 +20,8 @@
 //   PTQ Wn/An    the FP32 weights, observers calibrated on training batches,
 //                no training. "Wn/An-attT": attention's own operands (q, k,
 //                v, scores, probabilities) at T bits, its linear layers at n.
+//                --act-observer picks the activations' observer: a moving
+//                min / max (default) or the range of least squared error.
 //   QAT Wn/An    fine-tuned from the PTQ state (observer scales; "QAT-LSQ":
 //                learned scales initialised from the observers). The note
 //                says how much of PTQ's gap against the control it closes.
@@ -102,6 +104,10 @@ struct Options {
   double quant_lr = 0.0;  // peak learning rate of LSQ's scales and zero points (0: --ft-lr)
   double kd = 0.0;        // QAT distilled from its control: the soft loss's weight in [0, 1] (0: off)
   double kd_temp = 1.0;   // and the temperature of both softmaxes
+  // The activation points' observer: MovingAverageMinMax keeps following the
+  // batches during QAT; Mse (the range of least squared error, searched
+  // again on every batch) is calibrated, then held fixed during QAT.
+  ObserverKind act_observer = ObserverKind::MovingAverageMinMax;
   bool mixed = false;     // a mixed-precision (W4A8 FFN, W8A8 elsewhere) export
   std::size_t max_emails = 0;  // per split, 0 = all (for quick checks)
   Index eval_batch = 64;
@@ -139,6 +145,10 @@ const char* kUsage =
     "                      on the labelled positions (X in [0, 1]; rows QAT+KD, QAT-LSQ+KD)\n"
     "  --kd-temp T         the distillation temperature (default 1)\n"
     "  --calib N           calibration batches for PTQ (default 8)\n"
+    "  --act-observer K    the activations' observer: minmax (default; a moving min / max that keeps\n"
+    "                      following the batches during QAT) or mse (the range of least squared\n"
+    "                      fake-quantization error, averaged over the calibration batches, then held\n"
+    "                      fixed during QAT); weights always use their current min / max\n"
     "  --max-emails N      use at most N emails of each split (0 = all)\n"
     "  --threads N         0 = all cores (default)\n"
     "  --seed S            data order, masks, initial weights (default 1)\n"
@@ -290,6 +300,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--kd") o.kd = to_double(a, v);
     else if (a == "--kd-temp") o.kd_temp = to_double(a, v);
     else if (a == "--calib") o.calib_batches = static_cast<int>(to_int(a, v, 1));
+    else if (a == "--act-observer") {
+      if (v == "minmax") o.act_observer = ObserverKind::MovingAverageMinMax;
+      else if (v == "mse") o.act_observer = ObserverKind::Mse;
+      else bad_option("--act-observer takes minmax or mse, got '" + v + "'");
+    }
     else if (a == "--max-emails") o.max_emails = static_cast<std::size_t>(to_int(a, v, 0));
     else if (a == "--threads") o.threads = static_cast<int>(to_int(a, v, 0));
     else if (a == "--time-steps") o.time_steps = static_cast<int>(to_int(a, v, 1));
@@ -696,11 +711,27 @@ std::unique_ptr<Model> calibrate(const Setup& setup, const nn::ModelQConfig& qc,
   return m;
 }
 
+// One layer's configuration: w-bit weights, a-bit activations observed by
+// `act` (a <= 0: unquantized activations).
+nn::QConfig layer_qconfig(int w, int a, bool lsq, ObserverKind act) {
+  nn::QConfig c = lsq ? nn::QConfig::lsq(w, a) : nn::QConfig::wa(w, a);
+  if (c.activation) c.activation->observer.kind = act;
+  return c;
+}
+
+// Stops every activation point's observer (weights keep following their
+// current range): the point keeps the range it has.
+void freeze_activation_observers(Model& m) {
+  for (auto& [name, point] : m.named_quant_points())
+    if (name.size() < 17 || name.compare(name.size() - 17, 17, "weight_fake_quant") != 0)
+      point->fake_quantize().enable_observer(false);
+}
+
 // The setting's configuration: b.w / b.a everywhere; attention's own operands
 // (the module "encoder.layer.<i>.attention" itself, not its linear layers)
 // at b.att_bits() where that differs.
-nn::ModelQConfig qconfig_for(Bits b, bool lsq) {
-  auto make = [lsq](int w, int a) { return lsq ? nn::QConfig::lsq(w, a) : nn::QConfig::wa(w, a); };
+nn::ModelQConfig qconfig_for(Bits b, bool lsq, ObserverKind act) {
+  auto make = [lsq, act](int w, int a) { return layer_qconfig(w, a, lsq, act); };
   nn::ModelQConfig qc(make(b.w, b.a));
   if (b.att_bits() != b.a) qc.override_pattern("encoder.layer.*.attention", make(b.w, b.att_bits()));
   return qc;
@@ -1182,13 +1213,13 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
   };
   std::vector<Setting> settings;
   for (const Bits& bits : mlm ? o.mlm_bits : o.cls_bits)
-    settings.push_back({bits.str(), [bits](bool lsq) { return qconfig_for(bits, lsq); },
+    settings.push_back({bits.str(), [bits, &o](bool lsq) { return qconfig_for(bits, lsq, o.act_observer); },
                         bits.w == 8 && bits.a == 8 && bits.att_bits() == 8, o.lsq || bits.lsq,
                         bits.ft_steps > 0 ? bits.ft_steps : o.ft_steps});
   if (o.mixed)
-    settings.push_back({"mixed", [](bool lsq) {
-                          nn::ModelQConfig qc(lsq ? nn::QConfig::lsq() : nn::QConfig::w8a8());
-                          const nn::QConfig w4 = lsq ? nn::QConfig::lsq(4, 8) : nn::QConfig::wa(4, 8);
+    settings.push_back({"mixed", [&o](bool lsq) {
+                          nn::ModelQConfig qc(layer_qconfig(8, 8, lsq, o.act_observer));
+                          const nn::QConfig w4 = layer_qconfig(4, 8, lsq, o.act_observer);
                           qc.override_pattern("encoder.layer.*.intermediate.dense", w4);
                           qc.override_pattern("encoder.layer.*.output.dense", w4);
                           return qc;
@@ -1233,6 +1264,9 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
       // LSQ's scales start from the observers' calibration too.
       qat->load_state_dict(lsq ? calibrate(setup, set.qconfig(true), fp32_state, train_set, o)->state_dict()
                                : ptq->state_dict());
+      // An error-minimising search on every training batch would cost more
+      // than the step itself: such observers keep their calibrated ranges.
+      if (!lsq && o.act_observer != ObserverKind::MovingAverageMinMax) freeze_activation_observers(*qat);
       BatchStream ft(train_set, o.batch, mlm, ft_seed);
       Curve c{task, method + " " + set.label, steps, {}};
       Row r{task, method, set.label, {},

@@ -13,26 +13,16 @@ file(REMOVE_RECURSE "${OUT}")
 set(args --data-dir "${DATA}" --tasks mlm --hidden 32 --heads 2 --ffn 64 --layers 1 --batch 8 --seq 48 --steps 12
          --ft-steps 6 --calib 2 --bits 4/4+lsq --threads 1 --no-plot --fp32-cache "${OUT}/cache")
 
-function(run name)
-  execute_process(COMMAND "${EXE}" ${args} --out-dir "${OUT}/${name}" ${ARGN}
-                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  message("${out}")
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "run ${name} failed (${rc}):\n${err}")
-  endif()
-  set(out_${name} "${out}" PARENT_SCOPE)
-endfunction()
-
-include("${CMAKE_CURRENT_LIST_DIR}/spam_demo_rows.cmake")
+include("${CMAKE_CURRENT_LIST_DIR}/spam_demo_helpers.cmake")
 macro(read_rows name)
   spam_demo_read_rows("${OUT}/${name}/results.csv" ${name})
 endmacro()
 
-run(a)
+spam_demo_run(a)
 if(NOT EXISTS "${OUT}/cache/mlm_fp32.safetensors")
   message(FATAL_ERROR "run a wrote no ${OUT}/cache/mlm_fp32.safetensors")
 endif()
-run(b --kd 0.5 --kd-temp 2 --quant-lr 0.002)
+spam_demo_run(b --kd 0.5 --kd-temp 2 --quant-lr 0.002)
 if(NOT out_b MATCHES "mlm FP32: loaded from")
   message(FATAL_ERROR "run b did not load the cached FP32 model")
 endif()
@@ -57,7 +47,7 @@ foreach(pair "mlm_QAT_W4A4:mlm_QAT+KD_W4A4" "mlm_QAT-LSQ_W4A4:mlm_QAT-LSQ+KD_W4A
 endforeach()
 
 file(WRITE "${OUT}/cache/mlm_fp32.safetensors" "not a safetensors file")
-run(c)
+spam_demo_run(c)
 if(NOT out_c MATCHES "is unusable .*training again")
   message(FATAL_ERROR "run c did not refuse the damaged cache file")
 endif()

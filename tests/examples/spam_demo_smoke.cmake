@@ -43,7 +43,7 @@ foreach(row "cls,FP32 control,.*,6$" "cls,FP32 control,.*,8$" "mlm,FP32 control,
     message(FATAL_ERROR "results.csv has no row matching '${row}'")
   endif()
 endforeach()
-include("${CMAKE_CURRENT_LIST_DIR}/spam_demo_rows.cmake")
+include("${CMAKE_CURRENT_LIST_DIR}/spam_demo_helpers.cmake")
 spam_demo_read_rows("${OUT}/results.csv" r)
 foreach(task cls mlm)
   set(qat "${r_${task}_QAT_W8A8}")

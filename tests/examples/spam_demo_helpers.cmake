@@ -1,3 +1,18 @@
+# Helpers of the demo's CMake tests.
+#
+# spam_demo_run(NAME [ARGS...]): runs ${EXE} ${args} --out-dir ${OUT}/NAME ARGS
+# (EXE, args and OUT from the calling script), prints its output, fails the
+# test on a non-zero exit and sets out_NAME to its stdout.
+function(spam_demo_run name)
+  execute_process(COMMAND "${EXE}" ${args} --out-dir "${OUT}/${name}" ${ARGN}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "run ${name} failed (${rc}):\n${err}")
+  endif()
+  set(out_${name} "${out}" PARENT_SCOPE)
+endfunction()
+
 # spam_demo_read_rows(CSV PREFIX): reads a demo results.csv; sets
 # PREFIX_<task>_<method>_<bits> (spaces in the method become _) to "<metric1> <metric2>" for every row (the
 # last row wins where a key repeats, e.g. controls of two lengths) and
