@@ -836,6 +836,7 @@ io::json::Value json_of(const Table& t, const Options& o, const spam::Corpus& co
                         {"lr", num(o.lr)},                           {"ft_lr", num(o.ft_lr)},
                         {"quant_lr", num(o.quant_lr > 0 ? o.quant_lr : o.ft_lr)},
                         {"kd", num(o.kd)},                           {"kd_temp", num(o.kd_temp)},
+                        {"act_observer", Value::string(o.act_observer == ObserverKind::Mse ? "mse" : "minmax")},
                         {"seed", num(static_cast<double>(o.seed))},   {"threads", num(num_threads())}};
   std::vector<Value> rows;
   for (const Row& r : t.rows) {
