@@ -23,7 +23,7 @@
 //                --act-observer picks the activations' observer: a moving
 //                min / max (default) or the range of least squared error.
 //   QAT Wn/An    fine-tuned from the PTQ state (observer scales; "QAT-LSQ":
-//                learned scales initialised from the observers). The note
+//                learned scales starting from the PTQ calibration). The note
 //                says how much of PTQ's gap against the control it closes.
 //   INT8 export  the QAT W8A8 model converted (deploy::convert), saved,
 //                loaded back and run on qaware's INT8 engine: its metrics
@@ -711,6 +711,23 @@ std::unique_ptr<Model> calibrate(const Setup& setup, const nn::ModelQConfig& qc,
   return m;
 }
 
+// The LSQ run's starting state: the PTQ model's (weights, scales, zero points,
+// observer state) plus the switch only learnable points have
+// (`learning_enabled`, taken from `lsq`, a fresh LSQ model). Calibration runs
+// with fake quantization off, so an LSQ model's observers would see exactly
+// the activations the PTQ model's saw and end in this state (the test
+// FakeQuantizeModuleTest.LearnableCalibrationEqualsTheObserverBasedOne);
+// calibrating it again would only repeat that work.
+io::TensorDict lsq_start_state(const Model& ptq, const Model& lsq) {
+  io::TensorDict s = lsq.state_dict();
+  for (auto& [name, t] : ptq.state_dict()) {
+    const auto it = s.find(name);
+    if (it == s.end()) throw Error("lsq_start_state: the PTQ model's '" + name + "' is not in the LSQ model's state");
+    it->second = std::move(t);
+  }
+  return s;
+}
+
 // One layer's configuration: w-bit weights, a-bit activations observed by
 // `act` (a <= 0: unquantized activations).
 nn::QConfig layer_qconfig(int w, int a, bool lsq, ObserverKind act) {
@@ -1262,9 +1279,8 @@ void run_task(bool mlm, const Options& o, const Encoded& train_set, const Encode
       if (lsq && !set.with_lsq) continue;
       const std::string method = std::string(lsq ? "QAT-LSQ" : "QAT") + (o.kd > 0 ? "+KD" : "");
       std::unique_ptr<Model> qat = setup.make(set.qconfig(lsq), true);
-      // LSQ's scales start from the observers' calibration too.
-      qat->load_state_dict(lsq ? calibrate(setup, set.qconfig(true), fp32_state, train_set, o)->state_dict()
-                               : ptq->state_dict());
+      // LSQ's scales start from the PTQ model's calibration (not a second one).
+      qat->load_state_dict(lsq ? lsq_start_state(*ptq, *qat) : ptq->state_dict());
       // An error-minimising search on every training batch would cost more
       // than the step itself: such observers keep their calibrated ranges.
       if (!lsq && o.act_observer != ObserverKind::MovingAverageMinMax) freeze_activation_observers(*qat);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "qaware/core/rng.hpp"
 #include "qaware/quant/fake_quantize_module.hpp"
@@ -134,6 +135,65 @@ TEST(FakeQuantizeModuleTest, FreezingTheObserverKeepsTheParameters) {
   Tape<float> tape;
   Var<float> xv = tape.leaf(x);
   EXPECT_EQ(fq.forward(tape, xv).id(), xv.id());
+}
+
+// A learnable point calibrated with fake quantization off sees what an
+// observer-based point with the same spec and observer sees, so it ends with
+// the same scale, zero point and observer state: starting LSQ from an
+// observer-based calibration (its state plus the learnable point's own
+// `learning_enabled`, as the spam demo does) equals calibrating the learnable
+// point itself. Linear scale domain (a log-domain point keeps `log_scale`).
+TEST(FakeQuantizeModuleTest, LearnableCalibrationEqualsTheObserverBasedOne) {
+  struct Case {
+    const char* what;
+    QuantSpec spec;
+    ObserverKind kind;
+  };
+  const std::vector<Case> cases = {
+      {"4-bit asymmetric min/max", QuantSpec::unsigned_bits(4), ObserverKind::MinMax},
+      {"uint8 moving average", QuantSpec::uint8(), ObserverKind::MovingAverageMinMax},
+      {"uint8 histogram", QuantSpec::uint8(), ObserverKind::Histogram},
+      {"4-bit percentile", QuantSpec::unsigned_bits(4), ObserverKind::Percentile},
+      {"3-bit MSE", QuantSpec::unsigned_bits(3), ObserverKind::Mse},
+      {"int8 symmetric", QuantSpec::int8(true), ObserverKind::MinMax},
+      {"int4 per channel", QuantSpec::signed_bits(4).with_per_channel(0), ObserverKind::MinMax},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    FakeQuantizeConfig cfg;
+    cfg.spec = c.spec;
+    cfg.observer.kind = c.kind;
+    FakeQuantizeConfig lcfg = cfg;
+    lcfg.learnable = true;
+    FakeQuantize<float> fixed(cfg), learnable(lcfg);
+    fixed.disable_fake_quant();
+    learnable.disable_fake_quant();
+    Rng rng(8);
+    DynTensor<float> x({6, 40});
+    for (int batch = 0; batch < 3; ++batch) {
+      init::normal(x, rng, 0.5 * batch, 1.0 + batch);
+      fixed.forward(x);
+      learnable.forward(x);
+    }
+    const StateDict want = learnable.state_dict();
+    StateDict start = FakeQuantize<float>(lcfg).state_dict();
+    for (const auto& [key, value] : fixed.state_dict()) {
+      ASSERT_TRUE(start.count(key)) << key;
+      start[key] = value;
+    }
+    FakeQuantize<float> resumed(lcfg);
+    resumed.load_state_dict(start);
+    const StateDict got = resumed.state_dict();
+    ASSERT_EQ(got.size(), want.size());
+    for (const auto& [key, value] : want) {
+      ASSERT_TRUE(got.count(key)) << key;
+      const DynTensor<double>& g = got.at(key);
+      ASSERT_EQ(g.shape(), value.shape()) << key;
+      EXPECT_TRUE(test::bits_equal(g.data(), value.data(), g.numel(), key)) << key;
+    }
+    // Not a vacuous match: the calibration moved the scale off its initial value.
+    EXPECT_NE(want.at("scale")[0], FakeQuantize<float>(lcfg).state_dict().at("scale")[0]);
+  }
 }
 
 TEST(FakeQuantizeModuleTest, EveryObserverKindConstructsFromAConfig) {
